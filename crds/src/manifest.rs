@@ -1,0 +1,196 @@
+//! Reading a `TrainingJob` manifest: the same YAML that `kubectl apply -f` takes.
+
+use std::path::Path;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::spec::{API_GROUP, API_VERSION, KIND, TrainingJob, TrainingJobSpec};
+use crate::validate::ValidationErrors;
+
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}: `{field}`: {message}")]
+    Syntax {
+        origin: String,
+        field: String,
+        message: String,
+    },
+    #[error("{origin}: expected apiVersion {API_GROUP}/{API_VERSION} and kind {KIND}, got {api_version} {kind}")]
+    WrongKind {
+        origin: String,
+        api_version: String,
+        kind: String,
+    },
+    #[error("{origin}: metadata.name: required")]
+    MissingName { origin: String },
+    #[error("{origin}: {errors}")]
+    Invalid {
+        origin: String,
+        errors: ValidationErrors,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ManifestDocument {
+    api_version: String,
+    kind: String,
+    #[serde(default)]
+    metadata: ObjectMeta,
+    spec: TrainingJobSpec,
+    // A manifest exported from a cluster carries a status; it is the cluster's, not the user's.
+    #[serde(default)]
+    #[allow(dead_code)]
+    status: Option<serde::de::IgnoredAny>,
+}
+
+pub fn read_manifest(path: &Path) -> Result<TrainingJob, ManifestError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+        path: origin.clone(),
+        source,
+    })?;
+    parse_manifest(&text, &origin)
+}
+
+/// Parses and validates a manifest; `origin` names its source in errors.
+pub fn parse_manifest(text: &str, origin: &str) -> Result<TrainingJob, ManifestError> {
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    let document: ManifestDocument =
+        serde_path_to_error::deserialize(deserializer).map_err(|e| ManifestError::Syntax {
+            origin: origin.to_string(),
+            field: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+    let expected_api_version = format!("{API_GROUP}/{API_VERSION}");
+    if document.api_version != expected_api_version || document.kind != KIND {
+        return Err(ManifestError::WrongKind {
+            origin: origin.to_string(),
+            api_version: document.api_version,
+            kind: document.kind,
+        });
+    }
+    let name = document.metadata.name.clone().unwrap_or_default();
+    if name.is_empty() {
+        return Err(ManifestError::MissingName {
+            origin: origin.to_string(),
+        });
+    }
+    document
+        .spec
+        .validate()
+        .map_err(|errors| ManifestError::Invalid {
+            origin: origin.to_string(),
+            errors,
+        })?;
+    let mut job = TrainingJob::new(&name, document.spec);
+    job.metadata = document.metadata;
+    Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "apiVersion: siren.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: quick
+spec:
+  model:
+    kind: mlp
+  dataset:
+    builtin: fashion-mnist
+";
+
+    fn error_of(text: &str) -> String {
+        match parse_manifest(text, "job.yaml") {
+            Ok(_) => panic!("manifest should have been rejected:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn minimal_manifest_gets_defaults() {
+        let job = parse_manifest(MINIMAL, "job.yaml").expect("valid manifest");
+        assert_eq!(job.metadata.name.as_deref(), Some("quick"));
+        assert_eq!(job.spec.training.batch_size, 64);
+        assert_eq!(job.spec.scheduler.functions, 4);
+        assert_eq!(job.spec.scheduler.memory_mb, 1769);
+        assert_eq!(job.spec.dataset.shard_size, 1000);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let text = MINIMAL.replace("    kind: mlp", "    kind: mlp\n    layers: 3");
+        let message = error_of(&text);
+        assert!(message.contains("spec.model"), "{message}");
+        assert!(message.contains("unknown field `layers`"), "{message}");
+    }
+
+    #[test]
+    fn unknown_top_level_field_is_named() {
+        let message = error_of(&format!("{MINIMAL}extra: 1\n"));
+        assert!(message.contains("unknown field `extra`"), "{message}");
+    }
+
+    #[test]
+    fn invalid_enum_value_is_named() {
+        let text = MINIMAL.replace("kind: mlp", "kind: resnet");
+        let message = error_of(&text);
+        assert!(message.contains("spec.model.kind"), "{message}");
+        assert!(message.contains("resnet"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let text = format!("{MINIMAL}  training:\n    batchSize: lots\n");
+        let message = error_of(&text);
+        assert!(message.contains("spec.training.batchSize"), "{message}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let text = format!(
+            "{MINIMAL}  training:\n    batchSize: 0\n    momentum: 1.5\n  scheduler:\n    memoryMb: 64\n"
+        );
+        let message = error_of(&text);
+        assert!(message.contains("spec.training.batchSize: must be between 1 and 65536, got 0"), "{message}");
+        assert!(message.contains("spec.training.momentum"), "{message}");
+        assert!(message.contains("spec.scheduler.memoryMb"), "{message}");
+    }
+
+    #[test]
+    fn two_dataset_sources_are_rejected() {
+        let text = MINIMAL.replace(
+            "    builtin: fashion-mnist",
+            "    builtin: fashion-mnist\n    synthetic: {samples: 10, features: 2, classes: 2}",
+        );
+        assert!(error_of(&text).contains("spec.dataset: needs exactly one of"));
+    }
+
+    #[test]
+    fn hidden_layers_only_for_mlp() {
+        let text = MINIMAL.replace("kind: mlp", "kind: lenet5\n    hidden: [10]");
+        assert!(error_of(&text).contains("spec.model.hidden: only an mlp"));
+    }
+
+    #[test]
+    fn wrong_kind_and_missing_name_are_rejected() {
+        assert!(error_of(&MINIMAL.replace("kind: TrainingJob", "kind: Job")).contains("expected apiVersion"));
+        assert!(error_of(&MINIMAL.replace("  name: quick\n", "  labels: {}\n")).contains("metadata.name: required"));
+    }
+
+    #[test]
+    fn malformed_yaml_is_an_error_not_a_panic() {
+        let message = error_of("apiVersion: [unclosed\n");
+        assert!(message.starts_with("job.yaml"), "{message}");
+    }
+}

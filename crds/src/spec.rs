@@ -1,0 +1,396 @@
+//! The `TrainingJob` spec: what to train, on what data, how, within which budget and where.
+//!
+//! Every struct denies unknown fields so that a misspelt key is an error rather than a silently
+//! ignored setting; defaults are chosen so that the smallest useful manifest names only the model and
+//! the dataset.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::status::TrainingJobStatus;
+
+pub const API_GROUP: &str = "siren.dev";
+pub const API_VERSION: &str = "v1alpha1";
+pub const KIND: &str = "TrainingJob";
+
+/// A training run executed by a swarm of stateless functions that share a parameter store.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "siren.dev",
+    version = "v1alpha1",
+    kind = "TrainingJob",
+    namespaced,
+    shortname = "tj",
+    category = "siren",
+    status = "TrainingJobStatus",
+    derive = "PartialEq",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Epoch", type_ = "integer", json_path = ".status.epoch"),
+    printcolumn(name = "Accuracy", type_ = "number", json_path = ".status.accuracy"),
+    printcolumn(name = "Cost", type_ = "number", json_path = ".status.costUsd"),
+    printcolumn(name = "Functions", type_ = "integer", json_path = ".status.functions"),
+    printcolumn(name = "Memory", type_ = "integer", json_path = ".status.memoryMb"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrainingJobSpec {
+    pub model: ModelSpec,
+    pub dataset: DatasetSpec,
+    #[serde(default)]
+    pub training: TrainingSpec,
+    #[serde(default)]
+    pub budget: BudgetSpec,
+    #[serde(default)]
+    pub scheduler: SchedulerSpec,
+    #[serde(default)]
+    pub backend: BackendSpec,
+    #[serde(default)]
+    pub store: StoreSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum ModelKind {
+    /// Multinomial logistic regression (one linear layer).
+    #[serde(rename = "logistic")]
+    Logistic,
+    /// Multi-layer perceptron with ReLU activations.
+    #[serde(rename = "mlp")]
+    Mlp,
+    /// LeNet-5: conv 6@5x5 (pad 2), max-pool, conv 16@5x5, max-pool, fc 120, fc 84, fc classes.
+    #[serde(rename = "lenet5")]
+    Lenet5,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Logistic => "logistic",
+            ModelKind::Mlp => "mlp",
+            ModelKind::Lenet5 => "lenet5",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelSpec {
+    pub kind: ModelKind,
+    /// Hidden layer widths of an MLP; only valid with `kind: mlp`. Defaults to [256, 128].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<Vec<u32>>,
+}
+
+pub const DEFAULT_MLP_HIDDEN: [u32; 2] = [256, 128];
+
+impl ModelSpec {
+    pub fn hidden_layers(&self) -> Vec<u32> {
+        self.hidden.clone().unwrap_or_else(|| DEFAULT_MLP_HIDDEN.to_vec())
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum BuiltinDataset {
+    /// Zalando's Fashion-MNIST, from Debian's `dataset-fashion-mnist` package.
+    #[serde(rename = "fashion-mnist")]
+    FashionMnist,
+}
+
+/// Where the data comes from: exactly one of `builtin`, `idx`, `csv`, `libsvm` or `synthetic`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatasetSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<BuiltinDataset>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idx: Option<IdxSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv: Option<CsvSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libsvm: Option<LibsvmSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<SyntheticSource>,
+    /// Training samples per shard; tasks reference shards by index.
+    #[serde(default = "default_shard_size")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub shard_size: u32,
+    /// Use only the first N training samples (quick experiments and tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_train_samples: Option<u32>,
+    /// Use only the first N test samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_test_samples: Option<u32>,
+}
+
+fn default_shard_size() -> u32 {
+    1000
+}
+
+/// IDX files (the MNIST format), raw or gzip-compressed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdxSource {
+    pub train_images: String,
+    pub train_labels: String,
+    pub test_images: String,
+    pub test_labels: String,
+}
+
+/// CSV: one sample per row, an integer class label in `labelColumn`, every other column a feature.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CsvSource {
+    pub train: String,
+    /// Without a test file, `testFraction` of the training rows is held out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    #[serde(default)]
+    pub label_column: u32,
+    /// The first row names the columns and is skipped.
+    #[serde(default)]
+    pub header: bool,
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+}
+
+/// LibSVM: `label index:value ...` with 1-based feature indices.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LibsvmSource {
+    pub train: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    /// Number of features; defaults to the largest index seen in the training file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<u32>,
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+}
+
+fn default_test_fraction() -> f64 {
+    0.1
+}
+
+/// Seeded Gaussian class clusters, for scale tests without data files.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyntheticSource {
+    pub samples: u32,
+    #[serde(default = "default_synthetic_test_samples")]
+    pub test_samples: u32,
+    pub features: u32,
+    pub classes: u32,
+    /// Standard deviation of the noise around each class centre (centres are unit-scale).
+    #[serde(default = "default_synthetic_noise")]
+    pub noise: f64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_synthetic_test_samples() -> u32 {
+    1000
+}
+fn default_synthetic_noise() -> f64 {
+    1.0
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrainingSpec {
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub batch_size: u32,
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    /// The learning rate of epoch e (0-based) is `learningRate * lrDecay^e`.
+    #[serde(default = "one")]
+    pub lr_decay: f64,
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Local SGD steps (mini-batches) a function takes between a pull and a push.
+    #[serde(default = "default_steps_per_push")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub steps_per_push: u32,
+    #[serde(default = "default_max_epochs")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_epochs: u32,
+    /// Stop as soon as the test accuracy reaches this value (0-1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_accuracy: Option<f64>,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_batch_size() -> u32 {
+    64
+}
+fn default_learning_rate() -> f64 {
+    0.01
+}
+fn one() -> f64 {
+    1.0
+}
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_steps_per_push() -> u32 {
+    1
+}
+fn default_max_epochs() -> u32 {
+    10
+}
+fn default_seed() -> u64 {
+    42
+}
+
+impl Default for TrainingSpec {
+    fn default() -> Self {
+        Self {
+            batch_size: default_batch_size(),
+            learning_rate: default_learning_rate(),
+            lr_decay: one(),
+            momentum: default_momentum(),
+            weight_decay: 0.0,
+            steps_per_push: default_steps_per_push(),
+            max_epochs: default_max_epochs(),
+            target_accuracy: None,
+            seed: default_seed(),
+        }
+    }
+}
+
+impl TrainingSpec {
+    /// Learning rate for a 0-based epoch index.
+    pub fn learning_rate_at(&self, epoch: u32) -> f64 {
+        self.learning_rate * self.lr_decay.powi(epoch as i32)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BudgetSpec {
+    /// The job never starts an epoch whose predicted cost would take the total past this amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SchedulerPolicy {
+    /// The same number of functions and memory size every epoch.
+    #[default]
+    #[serde(rename = "static")]
+    Static,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchedulerSpec {
+    #[serde(default)]
+    pub policy: SchedulerPolicy,
+    /// Functions per epoch (the static policy's choice).
+    #[serde(default = "default_functions")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub functions: u32,
+    /// Memory per function in MB; CPU grows with it (1,769 MB is one vCPU).
+    #[serde(default = "default_memory_mb")]
+    #[schemars(range(min = 128, max = 10240))]
+    pub memory_mb: u32,
+}
+
+fn default_functions() -> u32 {
+    4
+}
+fn default_memory_mb() -> u32 {
+    1769
+}
+
+impl Default for SchedulerSpec {
+    fn default() -> Self {
+        Self {
+            policy: SchedulerPolicy::Static,
+            functions: default_functions(),
+            memory_mb: default_memory_mb(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum BackendKind {
+    /// Functions run as threads of the driver's own process.
+    #[default]
+    #[serde(rename = "local")]
+    Local,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendSpec {
+    #[serde(default)]
+    pub kind: BackendKind,
+    #[serde(default)]
+    pub pricing: PricingSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PricingModel {
+    /// AWS Lambda on x86: $0.0000166667 per GB-second plus $0.20 per million requests.
+    #[default]
+    #[serde(rename = "lambda-x86")]
+    LambdaX86,
+    /// AWS Lambda on Arm: $0.0000133334 per GB-second plus $0.20 per million requests.
+    #[serde(rename = "lambda-arm")]
+    LambdaArm,
+    /// In-cluster pods: requested vCPU-seconds and GB-seconds at the rates given here.
+    #[serde(rename = "cluster")]
+    Cluster,
+}
+
+/// How function time turns into money. Local runs are priced as if they ran on Lambda unless told
+/// otherwise, so that budgets mean the same thing on a laptop and in production.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PricingSpec {
+    #[serde(default)]
+    pub model: PricingModel,
+    /// Price of one requested vCPU for one second (`cluster` pricing only).
+    #[serde(default = "default_vcpu_second_usd")]
+    pub vcpu_second_usd: f64,
+    /// Price of one requested GB of memory for one second (`cluster` pricing only).
+    #[serde(default = "default_gb_second_usd")]
+    pub gb_second_usd: f64,
+}
+
+// An m6i.large-like on-demand price split between its 2 vCPUs and 8 GiB.
+fn default_vcpu_second_usd() -> f64 {
+    0.000_009
+}
+fn default_gb_second_usd() -> f64 {
+    0.000_001_2
+}
+
+impl Default for PricingSpec {
+    fn default() -> Self {
+        Self {
+            model: PricingModel::default(),
+            vcpu_second_usd: default_vcpu_second_usd(),
+            gb_second_usd: default_gb_second_usd(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum StoreKind {
+    /// The driver's own memory; functions must run in the same process (local backend).
+    #[default]
+    #[serde(rename = "memory")]
+    Memory,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoreSpec {
+    #[serde(default)]
+    pub kind: StoreKind,
+}

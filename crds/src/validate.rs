@@ -1,0 +1,189 @@
+//! Semantic checks on a spec, beyond what its types enforce. Every error names the field it is about,
+//! in the same dotted camelCase path a user wrote in YAML.
+
+use std::fmt;
+
+use crate::spec::{ModelKind, PricingSpec, TrainingJobSpec};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
+        f.write_str(&lines.join("; "))
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+impl ValidationErrors {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn range_u32(&mut self, field: &str, value: u32, min: u32, max: u32) {
+        if !(min..=max).contains(&value) {
+            self.add(field, format!("must be between {min} and {max}, got {value}"));
+        }
+    }
+
+    fn positive(&mut self, field: &str, value: f64) {
+        if !(value.is_finite() && value > 0.0) {
+            self.add(field, format!("must be a positive number, got {value}"));
+        }
+    }
+
+    fn non_negative(&mut self, field: &str, value: f64) {
+        if !(value.is_finite() && value >= 0.0) {
+            self.add(field, format!("must be zero or positive, got {value}"));
+        }
+    }
+
+    fn fraction(&mut self, field: &str, value: f64) {
+        if !(value.is_finite() && value > 0.0 && value < 1.0) {
+            self.add(field, format!("must be strictly between 0 and 1, got {value}"));
+        }
+    }
+}
+
+pub const MAX_MLP_LAYERS: usize = 16;
+pub const MAX_LAYER_WIDTH: u32 = 65_536;
+
+impl TrainingJobSpec {
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        self.validate_model(&mut errors);
+        self.validate_dataset(&mut errors);
+        self.validate_training(&mut errors);
+        if let Some(max_cost) = self.budget.max_cost_usd {
+            errors.positive("spec.budget.maxCostUsd", max_cost);
+        }
+        errors.range_u32("spec.scheduler.functions", self.scheduler.functions, 1, 1000);
+        errors.range_u32("spec.scheduler.memoryMb", self.scheduler.memory_mb, 128, 10_240);
+        validate_pricing(&self.backend.pricing, &mut errors);
+        if errors.0.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    fn validate_model(&self, errors: &mut ValidationErrors) {
+        match (&self.model.kind, &self.model.hidden) {
+            (ModelKind::Mlp, Some(hidden)) => {
+                if hidden.is_empty() || hidden.len() > MAX_MLP_LAYERS {
+                    errors.add(
+                        "spec.model.hidden",
+                        format!("needs 1 to {MAX_MLP_LAYERS} layer widths, got {}", hidden.len()),
+                    );
+                }
+                for (i, width) in hidden.iter().enumerate() {
+                    errors.range_u32(&format!("spec.model.hidden[{i}]"), *width, 1, MAX_LAYER_WIDTH);
+                }
+            }
+            (kind, Some(_)) if *kind != ModelKind::Mlp => errors.add(
+                "spec.model.hidden",
+                format!("only an mlp has hidden layers, not {}", kind.as_str()),
+            ),
+            _ => {}
+        }
+    }
+
+    fn validate_dataset(&self, errors: &mut ValidationErrors) {
+        let d = &self.dataset;
+        let sources = [
+            d.builtin.is_some(),
+            d.idx.is_some(),
+            d.csv.is_some(),
+            d.libsvm.is_some(),
+            d.synthetic.is_some(),
+        ]
+        .iter()
+        .filter(|set| **set)
+        .count();
+        if sources != 1 {
+            errors.add(
+                "spec.dataset",
+                format!(
+                    "needs exactly one of builtin, idx, csv, libsvm or synthetic, got {sources}"
+                ),
+            );
+        }
+        errors.range_u32("spec.dataset.shardSize", d.shard_size, 1, 1_000_000);
+        if d.max_train_samples == Some(0) {
+            errors.add("spec.dataset.maxTrainSamples", "must be at least 1");
+        }
+        if d.max_test_samples == Some(0) {
+            errors.add("spec.dataset.maxTestSamples", "must be at least 1");
+        }
+        if let Some(csv) = &d.csv {
+            if csv.test.is_none() {
+                errors.fraction("spec.dataset.csv.testFraction", csv.test_fraction);
+            }
+        }
+        if let Some(libsvm) = &d.libsvm {
+            if libsvm.test.is_none() {
+                errors.fraction("spec.dataset.libsvm.testFraction", libsvm.test_fraction);
+            }
+            if libsvm.features == Some(0) {
+                errors.add("spec.dataset.libsvm.features", "must be at least 1");
+            }
+        }
+        if let Some(synthetic) = &d.synthetic {
+            errors.range_u32("spec.dataset.synthetic.samples", synthetic.samples, 1, 100_000_000);
+            errors.range_u32(
+                "spec.dataset.synthetic.testSamples",
+                synthetic.test_samples,
+                1,
+                100_000_000,
+            );
+            errors.range_u32("spec.dataset.synthetic.features", synthetic.features, 1, 1_000_000);
+            errors.range_u32("spec.dataset.synthetic.classes", synthetic.classes, 2, 10_000);
+            errors.non_negative("spec.dataset.synthetic.noise", synthetic.noise);
+        }
+    }
+
+    fn validate_training(&self, errors: &mut ValidationErrors) {
+        let t = &self.training;
+        errors.range_u32("spec.training.batchSize", t.batch_size, 1, 65_536);
+        errors.positive("spec.training.learningRate", t.learning_rate);
+        if !(t.lr_decay.is_finite() && t.lr_decay > 0.0 && t.lr_decay <= 1.0) {
+            errors.add(
+                "spec.training.lrDecay",
+                format!("must be in (0, 1], got {}", t.lr_decay),
+            );
+        }
+        if !(t.momentum.is_finite() && (0.0..1.0).contains(&t.momentum)) {
+            errors.add(
+                "spec.training.momentum",
+                format!("must be in [0, 1), got {}", t.momentum),
+            );
+        }
+        errors.non_negative("spec.training.weightDecay", t.weight_decay);
+        errors.range_u32("spec.training.stepsPerPush", t.steps_per_push, 1, 1000);
+        errors.range_u32("spec.training.maxEpochs", t.max_epochs, 1, 10_000);
+        if let Some(target) = t.target_accuracy {
+            if !(target.is_finite() && target > 0.0 && target <= 1.0) {
+                errors.add(
+                    "spec.training.targetAccuracy",
+                    format!("must be in (0, 1], got {target}"),
+                );
+            }
+        }
+    }
+}
+
+fn validate_pricing(pricing: &PricingSpec, errors: &mut ValidationErrors) {
+    errors.non_negative("spec.backend.pricing.vcpuSecondUsd", pricing.vcpu_second_usd);
+    errors.non_negative("spec.backend.pricing.gbSecondUsd", pricing.gb_second_usd);
+}

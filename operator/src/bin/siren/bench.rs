@@ -1,0 +1,169 @@
+//! `siren bench train`: one function's training throughput per model, through the real task path
+//! (pull, forward, backward, SGD step, push against the in-process store).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+use siren_crds::{
+    DatasetSpec, HyperParameters, ModelKind, ModelSpec, StoreKind, StoreRef, SyntheticSource,
+    TASK_PROTOCOL_VERSION, Task,
+};
+use siren_worker::FunctionState;
+use siren_worker::model::Architecture;
+use siren_worker::store::{MemoryStore, ParameterStore};
+
+use crate::Failure;
+
+#[derive(clap::Args)]
+pub struct TrainBenchArgs {
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 64)]
+    batch: u32,
+    /// Compute threads of the function.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Measured tasks per model (after one warm-up task); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Samples per task.
+    #[arg(long, default_value_t = 6400)]
+    samples: u32,
+    /// Models to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["logistic".to_string(), "mlp".to_string(), "lenet5".to_string()])]
+    models: Vec<String>,
+    /// Also write the table as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Row {
+    model: String,
+    params: usize,
+    batch: u32,
+    threads: usize,
+    compute_samples_per_s: f64,
+    task_samples_per_s: f64,
+    pytorch_samples_per_s: Option<f64>,
+}
+
+/// PyTorch 2.15 CPU on this machine, batch 64 (../shared/PERFORMANCE.md).
+fn pytorch_anchor(kind: ModelKind, batch: u32, threads: usize) -> Option<f64> {
+    match (kind, batch, threads) {
+        (ModelKind::Lenet5, 64, 1) => Some(8_421.0),
+        (ModelKind::Lenet5, 64, 2) => Some(15_925.0),
+        (ModelKind::Lenet5, 256, 1) => Some(9_141.0),
+        (ModelKind::Mlp, 64, 1) => Some(54_423.0),
+        (ModelKind::Mlp, 64, 2) => Some(55_914.0),
+        (ModelKind::Mlp, 256, 1) => Some(73_805.0),
+        (ModelKind::Mlp, 256, 2) => Some(109_642.0),
+        _ => None,
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+pub fn train(args: &TrainBenchArgs) -> Result<(), Failure> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.max(1))
+        .build()
+        .context("cannot start compute threads")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("cannot start the async runtime")?;
+    let dataset = DatasetSpec {
+        builtin: None,
+        idx: None,
+        csv: None,
+        libsvm: None,
+        synthetic: Some(SyntheticSource {
+            samples: args.samples.max(1),
+            test_samples: 10,
+            features: 784,
+            classes: 10,
+            noise: 1.0,
+            seed: 1,
+        }),
+        shard_size: args.samples.max(1),
+        max_train_samples: None,
+        max_test_samples: None,
+    };
+    println!(
+        "{:<9} {:>8} {:>6} {:>8} {:>16} {:>16} {:>14} {:>9}",
+        "model", "params", "batch", "threads", "compute samp/s", "task samp/s", "pytorch samp/s", "vs torch"
+    );
+    let mut rows = Vec::new();
+    for name in &args.models {
+        let kind: ModelKind = serde_json::from_value(serde_json::Value::String(name.clone()))
+            .map_err(|_| crate::invalid_input(anyhow::anyhow!("unknown model `{name}`: use logistic, mlp or lenet5")))?;
+        let model = ModelSpec { kind, hidden: None };
+        let architecture = Architecture::new(&model, 784, 10, Some((28, 28)))?;
+        let store = MemoryStore::new();
+        runtime.block_on(store.initialize(&architecture.initial_params(1)))?;
+        let mut function = FunctionState::new();
+        let mut compute = Vec::new();
+        let mut total = Vec::new();
+        for repeat in 0..=args.repeats.max(1) {
+            let task = Task {
+                protocol_version: TASK_PROTOCOL_VERSION,
+                job: "bench".into(),
+                task_id: format!("bench-{name}-{repeat}"),
+                epoch: repeat as u32,
+                function: 0,
+                model: model.clone(),
+                dataset: dataset.clone(),
+                shards: vec![0],
+                store: StoreRef { kind: StoreKind::Memory },
+                hyper: HyperParameters {
+                    batch_size: args.batch,
+                    learning_rate: 0.01,
+                    momentum: 0.9,
+                    weight_decay: 0.0,
+                    steps_per_push: 1,
+                },
+                threads: args.threads as u32,
+                memory_mb: 1769,
+                seed: 1,
+            };
+            let started = Instant::now();
+            let result = pool.install(|| runtime.block_on(function.run_task(&task, &store, None)))?;
+            let wall = started.elapsed().as_secs_f64();
+            if repeat > 0 {
+                compute.push(result.samples as f64 / result.timing.compute.max(1e-9));
+                total.push(result.samples as f64 / wall.max(1e-9));
+            }
+        }
+        let row = Row {
+            model: name.clone(),
+            params: architecture.param_count(),
+            batch: args.batch,
+            threads: args.threads,
+            compute_samples_per_s: median(&mut compute),
+            task_samples_per_s: median(&mut total),
+            pytorch_samples_per_s: pytorch_anchor(kind, args.batch, args.threads),
+        };
+        println!(
+            "{:<9} {:>8} {:>6} {:>8} {:>16.0} {:>16.0} {:>14} {:>9}",
+            row.model,
+            row.params,
+            row.batch,
+            row.threads,
+            row.compute_samples_per_s,
+            row.task_samples_per_s,
+            row.pytorch_samples_per_s.map_or("-".to_string(), |v| format!("{v:.0}")),
+            row.pytorch_samples_per_s
+                .map_or("-".to_string(), |v| format!("{:.2}x", row.task_samples_per_s / v)),
+        );
+        rows.push(row);
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&rows).context("cannot encode results")?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! `siren`: train a TrainingJob on this machine, check a manifest, measure training throughput.
+
+mod bench;
+mod train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "siren", version, about = "Train models with a swarm of stateless functions")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    Local,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a TrainingJob manifest to completion on this machine.
+    Train {
+        /// The TrainingJob manifest (the same file `kubectl apply -f` takes).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Run on this backend whatever the manifest says.
+        #[arg(long)]
+        backend: Option<BackendArg>,
+        /// Write the final summary (accuracy, loss, epochs, seconds, cost, history) as JSON.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+        /// Save the trained model.
+        #[arg(long)]
+        model_out: Option<PathBuf>,
+    },
+    /// Check a manifest without running it.
+    Validate {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// One function's training throughput (forward, backward, SGD step) per model.
+    Train(bench::TrainBenchArgs),
+}
+
+/// A failure with the exit code it maps to: 2 for input the user must fix, 1 for everything else.
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure { code: 1, error: error.into() }
+    }
+}
+
+pub fn invalid_input(error: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 2, error: error.into() }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIREN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Train { file, backend, summary_json, model_out } => {
+            train::train(&file, backend, summary_json.as_deref(), model_out.as_deref())
+        }
+        Command::Validate { file } => train::validate(&file),
+        Command::Bench { what: BenchCommand::Train(args) } => bench::train(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            // One line: the chain of causes joined, as a person reads it.
+            eprintln!("siren: error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}

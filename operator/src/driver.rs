@@ -1,0 +1,400 @@
+//! The job driver: the epoch loop shared by the `siren` CLI and (later) the operator.
+//!
+//! Each epoch: observe -> scheduler decision -> budget check -> scale -> fan out one task per
+//! function -> retry retryable failures elsewhere -> aggregate -> evaluate on the test split ->
+//! status, history, checkpoint -> stop or go on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use siren_crds::{
+    EpochRecord, HyperParameters, JobPhase, StoreRef, TASK_PROTOCOL_VERSION, Task, TaskResult,
+    TrainingJobSpec, TrainingJobStatus,
+};
+use siren_scheduler::{
+    Action, BudgetCheck, CostModel, EpochCostEstimate, Observation, Scheduler, check_budget,
+};
+use siren_worker::data::{DataError, DataSplits, cached_splits};
+use siren_worker::model::{Architecture, Evaluator, ModelError};
+use siren_worker::store::{ParameterStore, StoreError};
+use siren_worker::TaskError;
+use thiserror::Error;
+
+use crate::backend::{Assignment, BackendError, FunctionBackend, Invocation};
+
+/// Attempts per task before its epoch (and the job) fails.
+pub const MAX_TASK_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("parameter store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("epoch {epoch}: task {task_id} failed after {attempts} attempt(s): {error}")]
+    Task {
+        epoch: u32,
+        task_id: String,
+        attempts: u32,
+        error: TaskError,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    TargetReached,
+    MaxEpochs,
+    BudgetExhausted,
+}
+
+impl StopReason {
+    pub fn condition_reason(self) -> &'static str {
+        match self {
+            StopReason::TargetReached => "TargetAccuracyReached",
+            StopReason::MaxEpochs => "MaxEpochsReached",
+            StopReason::BudgetExhausted => "BudgetExhausted",
+        }
+    }
+}
+
+/// Notified as the job makes progress; the CLI draws from it, the operator patches status.
+pub trait DriverObserver: Send {
+    fn epoch_started(&mut self, _epoch: u32, _action: Action, _samples: u64, _progress: Arc<AtomicU64>) {}
+    fn epoch_finished(&mut self, _record: &EpochRecord, _status: &TrainingJobStatus) {}
+}
+
+/// Observes nothing.
+pub struct Silent;
+impl DriverObserver for Silent {}
+
+pub struct JobOutcome {
+    pub status: TrainingJobStatus,
+    pub stop_reason: StopReason,
+    pub architecture: Architecture,
+    pub params: Vec<f32>,
+}
+
+pub struct JobDriver {
+    job: String,
+    spec: TrainingJobSpec,
+    store: Arc<dyn ParameterStore>,
+    backend: Box<dyn FunctionBackend>,
+    scheduler: Box<dyn Scheduler>,
+    cost_model: Arc<dyn CostModel>,
+    status: TrainingJobStatus,
+}
+
+impl JobDriver {
+    pub fn new(
+        job: &str,
+        spec: TrainingJobSpec,
+        store: Arc<dyn ParameterStore>,
+        backend: Box<dyn FunctionBackend>,
+        scheduler: Box<dyn Scheduler>,
+        cost_model: Arc<dyn CostModel>,
+    ) -> Self {
+        Self {
+            job: job.to_string(),
+            spec,
+            store,
+            backend,
+            scheduler,
+            cost_model,
+            status: TrainingJobStatus::default(),
+        }
+    }
+
+    pub fn status(&self) -> &TrainingJobStatus {
+        &self.status
+    }
+
+    /// Runs the job to its end; on error the status says Failed and why.
+    pub async fn run(&mut self, observer: &mut dyn DriverObserver) -> Result<JobOutcome, DriverError> {
+        match self.run_epochs(observer).await {
+            Ok(outcome) => Ok(outcome),
+            Err(error) => {
+                self.status
+                    .enter_phase(JobPhase::Failed, failure_reason(&error), &error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    async fn run_epochs(&mut self, observer: &mut dyn DriverObserver) -> Result<JobOutcome, DriverError> {
+        let started = Instant::now();
+        self.status.enter_phase(JobPhase::Initializing, "LoadingData", "loading the dataset");
+        let seed = self.spec.training.seed;
+        let (splits, _) = cached_splits(&self.spec.dataset, seed)?;
+        let architecture = Architecture::new(
+            &self.spec.model,
+            splits.train.dim,
+            splits.train.classes,
+            splits.train.image,
+        )?;
+        let mut evaluator = Evaluator::new(architecture.clone());
+        self.store.initialize(&architecture.initial_params(seed)).await?;
+
+        let shard_size = self.spec.dataset.shard_size as usize;
+        let shard_count = splits.train.shard_count(shard_size);
+        let mut estimate: Option<(Action, EpochCostEstimate)> = None;
+        let mut previous_loss = None;
+        let mut stop_reason = StopReason::MaxEpochs;
+
+        for epoch in 0..self.spec.training.max_epochs {
+            let observation = self.observe(epoch, previous_loss, started);
+            let action = self.scheduler.decide(&observation);
+            let action = Action {
+                functions: action.functions.clamp(1, shard_count as u32),
+                memory_mb: action.memory_mb.clamp(128, 10_240),
+            };
+            let predicted = estimate.map(|(_, e)| e.predict(self.cost_model.as_ref(), action));
+            if let BudgetCheck::Exhausted { predicted_usd, remaining_usd } =
+                check_budget(self.spec.budget.max_cost_usd, self.status.cost_usd, predicted)
+            {
+                tracing::info!(epoch, predicted_usd, remaining_usd, "budget cannot pay for another epoch");
+                stop_reason = StopReason::BudgetExhausted;
+                break;
+            }
+            self.status.functions = action.functions;
+            self.status.memory_mb = action.memory_mb;
+            self.status.enter_phase(
+                JobPhase::Running,
+                "EpochRunning",
+                &format!("epoch {} with {} functions of {} MB", epoch + 1, action.functions, action.memory_mb),
+            );
+            self.backend.scale(action).await?;
+
+            let progress = Arc::new(AtomicU64::new(0));
+            observer.epoch_started(epoch, action, splits.train.len() as u64, Arc::clone(&progress));
+            let epoch_started = Instant::now();
+            let tasks = self.plan_tasks(epoch, action, shard_count);
+            let (results, billed) = self.fan_out(epoch, tasks, action, progress).await?;
+            let seconds = epoch_started.elapsed().as_secs_f64();
+
+            let epoch_cost: f64 = billed
+                .iter()
+                .map(|s| self.cost_model.invocation_cost(action.memory_mb, *s))
+                .sum();
+            estimate = Some((
+                action,
+                EpochCostEstimate::from_epoch(self.cost_model.as_ref(), action, &billed),
+            ));
+            let snapshot = self.store.pull().await?;
+            let evaluation = evaluate(&mut evaluator, &snapshot.params, &splits)?;
+            let record = aggregate(epoch, action, &results, seconds, epoch_cost, self.status.cost_usd, evaluation);
+            self.store.checkpoint(epoch + 1).await?;
+
+            previous_loss = self.status.loss;
+            self.status.epoch = epoch + 1;
+            self.status.loss = Some(record.loss);
+            self.status.accuracy = Some(record.accuracy);
+            self.status.cost_usd = record.cumulative_cost_usd;
+            self.status.elapsed_seconds = started.elapsed().as_secs_f64();
+            self.status.push_history(record.clone());
+            let after = self.observe(epoch + 1, previous_loss, started);
+            self.scheduler.record(&observation, action, &after);
+            observer.epoch_finished(&record, &self.status);
+
+            if let Some(target) = self.spec.training.target_accuracy {
+                if record.accuracy >= target {
+                    stop_reason = StopReason::TargetReached;
+                    break;
+                }
+            }
+        }
+
+        let params = self.store.pull().await?.params;
+        self.status.elapsed_seconds = started.elapsed().as_secs_f64();
+        let message = match (stop_reason, self.status.accuracy) {
+            (_, Some(accuracy)) => format!(
+                "{} after {} epoch(s): test accuracy {:.2}%, cost ${:.6}",
+                stop_reason.condition_reason(),
+                self.status.epoch,
+                accuracy * 100.0,
+                self.status.cost_usd
+            ),
+            (_, None) => format!("{} before the first epoch", stop_reason.condition_reason()),
+        };
+        let phase = if self.status.epoch == 0 { JobPhase::Failed } else { JobPhase::Succeeded };
+        self.status.enter_phase(phase, stop_reason.condition_reason(), &message);
+        Ok(JobOutcome {
+            status: self.status.clone(),
+            stop_reason,
+            architecture,
+            params,
+        })
+    }
+
+    fn observe(&self, epoch: u32, previous_loss: Option<f64>, started: Instant) -> Observation {
+        Observation {
+            epoch,
+            max_epochs: self.spec.training.max_epochs,
+            loss: self.status.loss,
+            previous_loss,
+            accuracy: self.status.accuracy,
+            target_accuracy: self.spec.training.target_accuracy,
+            spent_usd: self.status.cost_usd,
+            budget_usd: self.spec.budget.max_cost_usd,
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+            last_action: self.status.history.last().map(|r| Action {
+                functions: r.functions,
+                memory_mb: r.memory_mb,
+            }),
+            last_epoch_seconds: self.status.history.last().map(|r| r.seconds),
+        }
+    }
+
+    /// The epoch's shards, shuffled with the job seed, dealt round-robin to the functions.
+    fn plan_tasks(&self, epoch: u32, action: Action, shard_count: usize) -> Vec<Task> {
+        let training = &self.spec.training;
+        let mut shards: Vec<u32> = (0..shard_count as u32).collect();
+        shards.shuffle(&mut ChaCha8Rng::seed_from_u64(training.seed.wrapping_add(u64::from(epoch))));
+        let n = action.functions as usize;
+        let threads = self.backend_threads(action);
+        (0..n)
+            .map(|function| Task {
+                protocol_version: TASK_PROTOCOL_VERSION,
+                job: self.job.clone(),
+                task_id: format!("{}-e{}-f{}-a1", self.job, epoch + 1, function),
+                epoch,
+                function: function as u32,
+                model: self.spec.model.clone(),
+                dataset: self.spec.dataset.clone(),
+                shards: shards.iter().skip(function).step_by(n).copied().collect(),
+                store: StoreRef { kind: self.spec.store.kind },
+                hyper: HyperParameters {
+                    batch_size: training.batch_size,
+                    learning_rate: training.learning_rate_at(epoch),
+                    momentum: training.momentum,
+                    weight_decay: training.weight_decay,
+                    steps_per_push: training.steps_per_push,
+                },
+                threads,
+                memory_mb: action.memory_mb,
+                seed: training.seed,
+            })
+            .collect()
+    }
+
+    fn backend_threads(&self, action: Action) -> u32 {
+        (self.cost_model.vcpus(action.memory_mb).round() as u32).max(1)
+    }
+
+    /// Runs the tasks; a retryable failure is retried on the next function slot, at most
+    /// [`MAX_TASK_ATTEMPTS`] times. Each task's result is counted once. Returns the results and
+    /// the billed seconds of every invocation, failed ones included.
+    async fn fan_out(
+        &mut self,
+        epoch: u32,
+        tasks: Vec<Task>,
+        action: Action,
+        progress: Arc<AtomicU64>,
+    ) -> Result<(Vec<TaskResult>, Vec<f64>), DriverError> {
+        let slots = action.functions as usize;
+        let mut pending: Vec<(Assignment, u32)> = tasks
+            .into_iter()
+            .enumerate()
+            .map(|(slot, task)| (Assignment { slot, task }, 1))
+            .collect();
+        let mut results = Vec::new();
+        let mut billed = Vec::new();
+        while !pending.is_empty() {
+            let assignments: Vec<Assignment> = pending.iter().map(|(a, _)| a.clone()).collect();
+            let invocations = self.backend.invoke_all(assignments, Arc::clone(&progress)).await;
+            let mut by_task: HashMap<String, Invocation> = invocations
+                .into_iter()
+                .map(|invocation| (invocation.task_id.clone(), invocation))
+                .collect();
+            let mut retry = Vec::new();
+            for (assignment, attempt) in pending {
+                let (result, seconds) = match by_task.remove(&assignment.task.task_id) {
+                    Some(invocation) => (invocation.result, invocation.billed_seconds),
+                    None => (
+                        Err(TaskError::Crashed("the backend lost the invocation".into())),
+                        0.0,
+                    ),
+                };
+                billed.push(seconds);
+                match result {
+                    Ok(result) => results.push(result),
+                    Err(error) if error.is_retryable() && attempt < MAX_TASK_ATTEMPTS => {
+                        tracing::warn!(task = %assignment.task.task_id, attempt, %error, "retrying task on another function");
+                        let mut task = assignment.task;
+                        task.task_id = format!("{}-e{}-f{}-a{}", self.job, epoch + 1, task.function, attempt + 1);
+                        let slot = (assignment.slot + 1) % slots.max(1);
+                        retry.push((Assignment { slot, task }, attempt + 1));
+                    }
+                    Err(error) => {
+                        return Err(DriverError::Task {
+                            epoch: epoch + 1,
+                            task_id: assignment.task.task_id,
+                            attempts: attempt,
+                            error,
+                        });
+                    }
+                }
+            }
+            pending = retry;
+        }
+        Ok((results, billed))
+    }
+}
+
+fn evaluate(
+    evaluator: &mut Evaluator,
+    params: &[f32],
+    splits: &DataSplits,
+) -> Result<siren_worker::model::Evaluation, DriverError> {
+    Ok(evaluator.evaluate(params, &splits.test.features, &splits.test.labels)?)
+}
+
+fn aggregate(
+    epoch: u32,
+    action: Action,
+    results: &[TaskResult],
+    seconds: f64,
+    epoch_cost: f64,
+    spent_before: f64,
+    evaluation: siren_worker::model::Evaluation,
+) -> EpochRecord {
+    let samples: u64 = results.iter().map(|r| r.samples).sum();
+    let updates: u64 = results.iter().map(|r| r.updates).sum();
+    let loss_sum: f64 = results.iter().map(|r| r.mean_loss * r.samples as f64).sum();
+    let staleness_sum: f64 = results.iter().map(|r| r.staleness.mean * r.updates as f64).sum();
+    EpochRecord {
+        epoch: epoch + 1,
+        functions: action.functions,
+        memory_mb: action.memory_mb,
+        train_loss: if samples > 0 { loss_sum / samples as f64 } else { 0.0 },
+        loss: evaluation.loss,
+        accuracy: evaluation.accuracy,
+        seconds,
+        cost_usd: epoch_cost,
+        cumulative_cost_usd: spent_before + epoch_cost,
+        samples,
+        updates,
+        mean_staleness: if updates > 0 { staleness_sum / updates as f64 } else { 0.0 },
+        max_staleness: results.iter().map(|r| r.staleness.max).max().unwrap_or(0),
+    }
+}
+
+fn failure_reason(error: &DriverError) -> &'static str {
+    match error {
+        DriverError::Data(_) => "DatasetUnavailable",
+        DriverError::Model(_) => "ModelIncompatible",
+        DriverError::Store(_) => "StoreFailed",
+        DriverError::Backend(_) => "BackendFailed",
+        DriverError::Task { .. } => "TaskFailed",
+    }
+}

@@ -1,0 +1,11 @@
+//! The Siren job driver and its function backends, shared by the `siren` CLI and the operator.
+
+pub mod backend;
+pub mod driver;
+pub mod job;
+pub mod pricing;
+pub mod summary;
+
+pub use driver::{DriverObserver, JobDriver, JobOutcome, Silent, StopReason};
+pub use job::driver_for;
+pub use summary::JobSummary;

@@ -1,0 +1,358 @@
+//! Models: logistic regression, MLP and LeNet-5 on burn's `flex` CPU backend, with their parameters
+//! exchanged as one flat `f32` vector.
+
+mod file;
+mod network;
+mod params;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Uniform};
+use siren_crds::{ModelKind, ModelSpec};
+use thiserror::Error;
+
+pub use file::{ModelFile, load_model, save_model};
+pub use network::Network;
+use params::{Flattener, GradientFlattener, Loader, ShapeCollector};
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error("{model} cannot take this data: {reason}")]
+    Incompatible { model: &'static str, reason: String },
+    #[error("parameter vector has {found} values but the {model} model has {expected}")]
+    ParamCount {
+        model: &'static str,
+        expected: usize,
+        found: usize,
+    },
+    #[error("training diverged: the loss became {0}")]
+    Diverged(f32),
+    #[error("model file {path}: {problem}")]
+    File { path: String, problem: String },
+}
+
+/// A model as a shape: everything needed to build it, independent of any parameter values.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Architecture {
+    pub kind: ModelKind,
+    pub hidden: Vec<usize>,
+    pub input_dim: usize,
+    pub classes: usize,
+}
+
+impl Architecture {
+    pub fn new(
+        spec: &ModelSpec,
+        input_dim: usize,
+        classes: usize,
+        image: Option<(usize, usize)>,
+    ) -> Result<Self, ModelError> {
+        if spec.kind == ModelKind::Lenet5 {
+            let square = matches!(image, Some((h, w)) if h == w) || image.is_none();
+            let side = (input_dim as f64).sqrt() as usize;
+            if !square || side * side != input_dim || side < 12 {
+                return Err(ModelError::Incompatible {
+                    model: "lenet5",
+                    reason: format!(
+                        "it needs square single-channel images of at least 12x12, got {input_dim} features{}",
+                        image.map(|(h, w)| format!(" ({h}x{w})")).unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        let hidden = match spec.kind {
+            ModelKind::Mlp => spec.hidden_layers().iter().map(|w| *w as usize).collect(),
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            kind: spec.kind,
+            hidden,
+            input_dim,
+            classes,
+        })
+    }
+
+    pub fn build(&self, device: &Device) -> Network {
+        match self.kind {
+            ModelKind::Logistic => Network::Logistic(
+                burn::nn::LinearConfig::new(self.input_dim, self.classes).init(device),
+            ),
+            ModelKind::Mlp => Network::Mlp(network::Mlp::new(
+                self.input_dim,
+                &self.hidden,
+                self.classes,
+                device,
+            )),
+            ModelKind::Lenet5 => {
+                let side = (self.input_dim as f64).sqrt() as usize;
+                Network::Lenet5(network::Lenet5::new(side, self.classes, device))
+            }
+        }
+    }
+
+    fn shapes(&self) -> Vec<Vec<usize>> {
+        let mut shapes = ShapeCollector::default();
+        self.build(&Device::flex()).visit(&mut shapes);
+        shapes.0
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.shapes()
+            .iter()
+            .map(|s| s.iter().product::<usize>())
+            .sum()
+    }
+
+    /// Seeded initial parameters, PyTorch's default scheme: weights and biases uniform in
+    /// +-1/sqrt(fan_in). burn stores linear weights as [in, out] and conv weights as
+    /// [out, in, kh, kw]; a bias takes the fan-in of the weight visited just before it.
+    pub fn initial_params(&self, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut params = Vec::with_capacity(self.param_count());
+        let mut fan_in = 1usize;
+        for shape in self.shapes() {
+            fan_in = match shape.as_slice() {
+                [rows, _] => *rows,
+                [_, channels, kh, kw] => channels * kh * kw,
+                _ => fan_in,
+            };
+            let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+            let count: usize = shape.iter().product();
+            match Uniform::new_inclusive(-bound, bound) {
+                Ok(dist) => params.extend((0..count).map(|_| dist.sample(&mut rng))),
+                Err(_) => params.resize(params.len() + count, 0.0),
+            }
+        }
+        params
+    }
+
+    fn check_len(&self, found: usize, expected: usize) -> Result<(), ModelError> {
+        if found == expected {
+            Ok(())
+        } else {
+            Err(ModelError::ParamCount {
+                model: self.kind.as_str(),
+                expected,
+                found,
+            })
+        }
+    }
+}
+
+fn batch_tensors(features: &[f32], labels: &[u32], dim: usize, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    let batch = labels.len();
+    let x = Tensor::<2>::from_data(TensorData::new(features.to_vec(), [batch, dim]), device);
+    let targets: Vec<i64> = labels.iter().map(|l| i64::from(*l)).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [batch]), device);
+    (x, y)
+}
+
+fn scalar(tensor: Tensor<1>) -> f32 {
+    tensor.into_data().iter::<f32>().next().unwrap_or(f32::NAN)
+}
+
+/// Computes gradients of the mean cross-entropy for given parameters; one per function instance,
+/// reused across tasks (the warm path).
+pub struct GradientComputer {
+    architecture: Architecture,
+    device: Device,
+    network: Network,
+    param_count: usize,
+}
+
+impl GradientComputer {
+    pub fn new(architecture: Architecture) -> Self {
+        let device = Device::flex().autodiff();
+        let network = architecture.build(&device);
+        let param_count = architecture.param_count();
+        Self {
+            architecture,
+            device,
+            network,
+            param_count,
+        }
+    }
+
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.param_count
+    }
+
+    /// Mean loss of the batch and the gradient (written into `grad`, resized to the parameter count).
+    pub fn gradient(
+        &mut self,
+        params: &[f32],
+        features: &[f32],
+        labels: &[u32],
+        grad: &mut Vec<f32>,
+    ) -> Result<f32, ModelError> {
+        self.architecture.check_len(params.len(), self.param_count)?;
+        let network = self.network.clone().map(&mut Loader {
+            values: params,
+            offset: 0,
+            require_grad: true,
+        });
+        let (x, y) = batch_tensors(features, labels, self.architecture.input_dim, &self.device);
+        let logits = network.forward(x);
+        let loss = CrossEntropyLossConfig::new().init(&self.device).forward(logits, y);
+        let gradients = loss.backward();
+        let loss_value = scalar(loss);
+        if !loss_value.is_finite() {
+            return Err(ModelError::Diverged(loss_value));
+        }
+        grad.clear();
+        network.visit(&mut GradientFlattener {
+            grads: &gradients,
+            out: grad,
+        });
+        self.network = network;
+        Ok(loss_value)
+    }
+}
+
+/// Test loss and accuracy of a parameter vector.
+pub struct Evaluator {
+    architecture: Architecture,
+    device: Device,
+    network: Network,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+impl Evaluator {
+    pub fn new(architecture: Architecture) -> Self {
+        let device = Device::flex();
+        let network = architecture.build(&device);
+        Self {
+            architecture,
+            device,
+            network,
+        }
+    }
+
+    pub fn evaluate(
+        &mut self,
+        params: &[f32],
+        features: &[f32],
+        labels: &[u32],
+    ) -> Result<Evaluation, ModelError> {
+        self.architecture.check_len(params.len(), self.architecture.param_count())?;
+        let network = self.network.clone().map(&mut Loader {
+            values: params,
+            offset: 0,
+            require_grad: false,
+        });
+        const CHUNK: usize = 1000;
+        let dim = self.architecture.input_dim;
+        let mut loss_sum = 0.0f64;
+        let mut correct = 0usize;
+        for (xs, ys) in features.chunks(CHUNK * dim).zip(labels.chunks(CHUNK)) {
+            let (x, y) = batch_tensors(xs, ys, dim, &self.device);
+            let logits = network.forward(x);
+            let predicted = logits.clone().argmax(1).into_data();
+            correct += predicted
+                .iter::<i64>()
+                .zip(ys)
+                .filter(|(p, y)| *p == i64::from(**y))
+                .count();
+            let loss = CrossEntropyLossConfig::new().init(&self.device).forward(logits, y);
+            loss_sum += f64::from(scalar(loss)) * ys.len() as f64;
+        }
+        self.network = network;
+        let n = labels.len().max(1) as f64;
+        Ok(Evaluation {
+            loss: loss_sum / n,
+            accuracy: correct as f64 / n,
+        })
+    }
+}
+
+/// Reads the network's current parameters (used by tests and tools).
+pub fn flatten(network: &Network) -> Vec<f32> {
+    let mut out = Vec::new();
+    network.visit(&mut Flattener(&mut out));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: ModelKind) -> ModelSpec {
+        ModelSpec { kind, hidden: None }
+    }
+
+    #[test]
+    fn parameter_counts_match_the_architectures() {
+        let logistic = Architecture::new(&spec(ModelKind::Logistic), 784, 10, None).expect("arch");
+        assert_eq!(logistic.param_count(), 784 * 10 + 10);
+        let mlp = Architecture::new(&spec(ModelKind::Mlp), 784, 10, None).expect("arch");
+        assert_eq!(mlp.param_count(), 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
+        let lenet = Architecture::new(&spec(ModelKind::Lenet5), 784, 10, Some((28, 28))).expect("arch");
+        assert_eq!(lenet.param_count(), 61_706);
+    }
+
+    #[test]
+    fn lenet_rejects_non_image_data() {
+        let error = Architecture::new(&spec(ModelKind::Lenet5), 13, 2, None).expect_err("13 features");
+        assert!(error.to_string().contains("square single-channel images"), "{error}");
+    }
+
+    #[test]
+    fn flatten_and_load_round_trip() {
+        let arch = Architecture::new(&spec(ModelKind::Lenet5), 784, 10, Some((28, 28))).expect("arch");
+        let params = arch.initial_params(5);
+        assert_eq!(params, arch.initial_params(5), "initialisation is seeded");
+        let network = arch.build(&Device::flex()).map(&mut Loader {
+            values: &params,
+            offset: 0,
+            require_grad: false,
+        });
+        assert_eq!(flatten(&network), params);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let arch = Architecture::new(&spec(ModelKind::Logistic), 3, 2, None).expect("arch");
+        let params = arch.initial_params(1);
+        let features = [0.5f32, -1.0, 2.0, 1.5, 0.0, -0.5];
+        let labels = [1u32, 0];
+        let mut computer = GradientComputer::new(arch.clone());
+        let mut grad = Vec::new();
+        computer.gradient(&params, &features, &labels, &mut grad).expect("gradient");
+        let mut evaluator = Evaluator::new(arch);
+        let eps = 1e-3f32;
+        for i in 0..params.len() {
+            let mut plus = params.clone();
+            plus[i] += eps;
+            let mut minus = params.clone();
+            minus[i] -= eps;
+            let up = evaluator.evaluate(&plus, &features, &labels).expect("eval").loss;
+            let down = evaluator.evaluate(&minus, &features, &labels).expect("eval").loss;
+            let numeric = (up - down) / (2.0 * f64::from(eps));
+            assert!((numeric - f64::from(grad[i])).abs() < 1e-3, "param {i}: {numeric} vs {}", grad[i]);
+        }
+    }
+
+    #[test]
+    fn wrong_parameter_count_is_an_error() {
+        let arch = Architecture::new(&spec(ModelKind::Logistic), 3, 2, None).expect("arch");
+        let mut computer = GradientComputer::new(arch);
+        let mut grad = Vec::new();
+        let error = computer
+            .gradient(&[0.0; 3], &[0.0; 3], &[0], &mut grad)
+            .expect_err("short vector");
+        assert!(error.to_string().contains("has 3 values but the logistic model has 8"), "{error}");
+    }
+}

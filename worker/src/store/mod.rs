@@ -1,0 +1,93 @@
+//! The parameter store: a versioned model that functions pull from and push updates to.
+//!
+//! An update is an additive delta. Applying it is atomic and exactly-once (a retried push with the
+//! same `(task_id, seq)` is recognised and not applied twice), the version counts applied updates,
+//! and each update's staleness is the number of versions applied by others between its pull and
+//! its push. Network stores (Redis, S3) implement the same trait; it is async for them.
+
+mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use memory::MemoryStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("the store holds no model for this job (was it initialised, or was the store wiped?)")]
+    NoModel,
+    #[error("update has {found} values but the model has {expected}")]
+    LengthMismatch { expected: usize, found: usize },
+    #[error("update was built on version {base}, which is newer than the store's {current}")]
+    FutureVersion { base: u64, current: u64 },
+    #[error("no checkpoint for epoch {0}")]
+    NoCheckpoint(u32),
+    #[error("store unavailable (retryable): {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether a task that hit this error may be retried elsewhere without losing correctness.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub version: u64,
+    pub params: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    /// With `seq`, identifies the update so that a retried push is applied once.
+    pub task_id: String,
+    pub seq: u64,
+    /// The version the delta was computed from.
+    pub base_version: u64,
+    pub delta: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushReceipt {
+    /// Version after this update.
+    pub version: u64,
+    pub staleness: u64,
+    /// The update had been applied before; this push changed nothing.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    pub epoch: u32,
+    pub version: u64,
+}
+
+/// Counters since the model was initialised (or restored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreStats {
+    pub version: u64,
+    pub updates: u64,
+    pub staleness_sum: u64,
+    pub staleness_max: u64,
+}
+
+#[async_trait]
+pub trait ParameterStore: Send + Sync {
+    /// Creates (or replaces) the job's model at version 0 and resets its counters.
+    async fn initialize(&self, params: &[f32]) -> Result<(), StoreError>;
+    async fn pull(&self) -> Result<Snapshot, StoreError>;
+    async fn push(&self, update: &Update) -> Result<PushReceipt, StoreError>;
+    /// Saves the current model as the checkpoint of a finished epoch.
+    async fn checkpoint(&self, epoch: u32) -> Result<CheckpointInfo, StoreError>;
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointInfo>, StoreError>;
+    /// Makes an epoch's checkpoint the current model again.
+    async fn restore(&self, epoch: u32) -> Result<CheckpointInfo, StoreError>;
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Removes everything the job keeps in the store.
+    async fn clear(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,185 @@
+//! The training step: what one function does with one task.
+//!
+//! Load the task's shards, then repeatedly pull the current parameters, take `stepsPerPush` SGD
+//! steps (momentum and weight decay kept locally for the task's lifetime, since functions are
+//! stateless between tasks) and push the accumulated change as one additive update.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use siren_crds::{StalenessStats, TASK_PROTOCOL_VERSION, Task, TaskResult, Timing};
+use thiserror::Error;
+
+use crate::data::{DataError, cached_splits};
+use crate::model::{Architecture, GradientComputer, ModelError};
+use crate::store::{ParameterStore, StoreError, Update};
+
+#[derive(Debug, Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("parameter store: {0}")]
+    Store(#[from] StoreError),
+    #[error("invalid task: {0}")]
+    Invalid(String),
+    #[error("function failed: {0}")]
+    Crashed(String),
+}
+
+impl TaskError {
+    /// Whether running the same task again (on this or another function) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TaskError::Store(e) => e.is_retryable(),
+            TaskError::Crashed(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What a function instance keeps between tasks: the built model. A fresh instance is cold.
+#[derive(Default)]
+pub struct FunctionState {
+    computer: Option<GradientComputer>,
+    tasks_run: u64,
+}
+
+fn mix(seed: u64, epoch: u32, function: u32) -> u64 {
+    seed ^ (u64::from(epoch) << 32 | u64::from(function)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl FunctionState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_warm(&self) -> bool {
+        self.tasks_run > 0
+    }
+
+    /// Runs one task against a store. `progress` counts the samples processed so far, for
+    /// whoever watches (a progress bar).
+    pub async fn run_task(
+        &mut self,
+        task: &Task,
+        store: &dyn ParameterStore,
+        progress: Option<&AtomicU64>,
+    ) -> Result<TaskResult, TaskError> {
+        let started = Instant::now();
+        let cold_start = self.tasks_run == 0;
+        self.tasks_run += 1;
+        let (splits, _cached) = cached_splits(&task.dataset, task.seed)?;
+        let train = &splits.train;
+        let shard_size = task.dataset.shard_size as usize;
+        let mut order = Vec::new();
+        for &shard in &task.shards {
+            let range = train.shard(shard as usize, shard_size).ok_or_else(|| {
+                TaskError::Invalid(format!(
+                    "shard {shard} does not exist: the dataset has {} shards of {shard_size}",
+                    train.shard_count(shard_size)
+                ))
+            })?;
+            order.extend(range);
+        }
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(task.seed, task.epoch, task.function)));
+        let architecture = Architecture::new(&task.model, train.dim, train.classes, train.image)?;
+        if self.computer.as_ref().map(|c| c.architecture()) != Some(&architecture) {
+            self.computer = Some(GradientComputer::new(architecture));
+        }
+        let Some(computer) = self.computer.as_mut() else {
+            return Err(TaskError::Crashed("model was not built".into()));
+        };
+        let mut timing = Timing {
+            data: started.elapsed().as_secs_f64(),
+            ..Timing::default()
+        };
+
+        let hyper = &task.hyper;
+        let (lr, momentum, decay) = (
+            hyper.learning_rate as f32,
+            hyper.momentum as f32,
+            hyper.weight_decay as f32,
+        );
+        let param_count = computer.param_count();
+        let mut velocity = vec![0.0f32; param_count];
+        let mut grad = Vec::with_capacity(param_count);
+        let mut batch_x = Vec::with_capacity(hyper.batch_size as usize * train.dim);
+        let mut batch_y = Vec::with_capacity(hyper.batch_size as usize);
+        let (mut loss_sum, mut samples, mut batches, mut updates) = (0.0f64, 0u64, 0u64, 0u64);
+        let (mut staleness_sum, mut staleness_max) = (0u64, 0u64);
+        let batch_list: Vec<&[usize]> = order.chunks(hyper.batch_size as usize).collect();
+
+        for (seq, group) in batch_list.chunks(hyper.steps_per_push as usize).enumerate() {
+            let t = Instant::now();
+            let snapshot = store.pull().await?;
+            timing.pull += t.elapsed().as_secs_f64();
+
+            let t = Instant::now();
+            let mut local = snapshot.params;
+            let mut delta = vec![0.0f32; param_count];
+            let mut group_samples = 0u64;
+            for batch in group {
+                batch_x.clear();
+                batch_y.clear();
+                for &i in *batch {
+                    batch_x.extend_from_slice(train.sample(i));
+                    batch_y.push(train.labels[i]);
+                }
+                let loss = computer.gradient(&local, &batch_x, &batch_y, &mut grad)?;
+                for i in 0..param_count {
+                    let g = grad[i] + decay * local[i];
+                    velocity[i] = momentum * velocity[i] + g;
+                    let step = lr * velocity[i];
+                    local[i] -= step;
+                    delta[i] -= step;
+                }
+                loss_sum += f64::from(loss) * batch.len() as f64;
+                group_samples += batch.len() as u64;
+                batches += 1;
+            }
+            timing.compute += t.elapsed().as_secs_f64();
+
+            let t = Instant::now();
+            let receipt = store
+                .push(&Update {
+                    task_id: task.task_id.clone(),
+                    seq: seq as u64,
+                    base_version: snapshot.version,
+                    delta,
+                })
+                .await?;
+            timing.push += t.elapsed().as_secs_f64();
+            if !receipt.duplicate {
+                updates += 1;
+                staleness_sum += receipt.staleness;
+                staleness_max = staleness_max.max(receipt.staleness);
+            }
+            samples += group_samples;
+            if let Some(progress) = progress {
+                progress.fetch_add(group_samples, Ordering::Relaxed);
+            }
+        }
+        timing.total = started.elapsed().as_secs_f64();
+        Ok(TaskResult {
+            protocol_version: TASK_PROTOCOL_VERSION,
+            task_id: task.task_id.clone(),
+            epoch: task.epoch,
+            function: task.function,
+            samples,
+            batches,
+            updates,
+            mean_loss: if samples > 0 { loss_sum / samples as f64 } else { 0.0 },
+            staleness: StalenessStats {
+                mean: if updates > 0 { staleness_sum as f64 / updates as f64 } else { 0.0 },
+                max: staleness_max,
+            },
+            timing,
+            cold_start,
+        })
+    }
+}
