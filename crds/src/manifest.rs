@@ -22,7 +22,9 @@ pub enum ManifestError {
         field: String,
         message: String,
     },
-    #[error("{origin}: expected apiVersion {API_GROUP}/{API_VERSION} and kind {KIND}, got {api_version} {kind}")]
+    #[error(
+        "{origin}: expected apiVersion {API_GROUP}/{API_VERSION} and kind {KIND}, got {api_version} {kind}"
+    )]
     WrongKind {
         origin: String,
         api_version: String,
@@ -162,7 +164,10 @@ spec:
             "{MINIMAL}  training:\n    batchSize: 0\n    momentum: 1.5\n  scheduler:\n    memoryMb: 64\n"
         );
         let message = error_of(&text);
-        assert!(message.contains("spec.training.batchSize: must be between 1 and 65536, got 0"), "{message}");
+        assert!(
+            message.contains("spec.training.batchSize: must be between 1 and 65536, got 0"),
+            "{message}"
+        );
         assert!(message.contains("spec.training.momentum"), "{message}");
         assert!(message.contains("spec.scheduler.memoryMb"), "{message}");
     }
@@ -184,8 +189,14 @@ spec:
 
     #[test]
     fn wrong_kind_and_missing_name_are_rejected() {
-        assert!(error_of(&MINIMAL.replace("kind: TrainingJob", "kind: Job")).contains("expected apiVersion"));
-        assert!(error_of(&MINIMAL.replace("  name: quick\n", "  labels: {}\n")).contains("metadata.name: required"));
+        assert!(
+            error_of(&MINIMAL.replace("kind: TrainingJob", "kind: Job"))
+                .contains("expected apiVersion")
+        );
+        assert!(
+            error_of(&MINIMAL.replace("  name: quick\n", "  labels: {}\n"))
+                .contains("metadata.name: required")
+        );
     }
 
     #[test]

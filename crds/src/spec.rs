@@ -15,6 +15,8 @@ pub const API_VERSION: &str = "v1alpha1";
 pub const KIND: &str = "TrainingJob";
 
 /// A training run executed by a swarm of stateless functions that share a parameter store.
+// Printer columns repeat `type_` values, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "siren.dev",
@@ -31,7 +33,11 @@ pub const KIND: &str = "TrainingJob";
     printcolumn(name = "Cost", type_ = "number", json_path = ".status.costUsd"),
     printcolumn(name = "Functions", type_ = "integer", json_path = ".status.functions"),
     printcolumn(name = "Memory", type_ = "integer", json_path = ".status.memoryMb"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrainingJobSpec {
@@ -85,7 +91,9 @@ pub const DEFAULT_MLP_HIDDEN: [u32; 2] = [256, 128];
 
 impl ModelSpec {
     pub fn hidden_layers(&self) -> Vec<u32> {
-        self.hidden.clone().unwrap_or_else(|| DEFAULT_MLP_HIDDEN.to_vec())
+        self.hidden
+            .clone()
+            .unwrap_or_else(|| DEFAULT_MLP_HIDDEN.to_vec())
     }
 }
 

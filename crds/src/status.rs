@@ -177,11 +177,23 @@ mod tests {
     fn phases_drive_conditions() {
         let mut status = TrainingJobStatus::default();
         status.enter_phase(JobPhase::Running, "EpochStarted", "epoch 1");
-        assert_eq!(status.condition("Running").map(|c| c.status.as_str()), Some("True"));
+        assert_eq!(
+            status.condition("Running").map(|c| c.status.as_str()),
+            Some("True")
+        );
         status.enter_phase(JobPhase::Succeeded, "TargetReached", "accuracy 0.9");
-        assert_eq!(status.condition("Running").map(|c| c.status.as_str()), Some("False"));
-        assert_eq!(status.condition("Succeeded").map(|c| c.status.as_str()), Some("True"));
-        assert_eq!(status.condition("Ready").map(|c| c.status.as_str()), Some("False"));
+        assert_eq!(
+            status.condition("Running").map(|c| c.status.as_str()),
+            Some("False")
+        );
+        assert_eq!(
+            status.condition("Succeeded").map(|c| c.status.as_str()),
+            Some("True")
+        );
+        assert_eq!(
+            status.condition("Ready").map(|c| c.status.as_str()),
+            Some("False")
+        );
         assert!(status.condition("Failed").is_none());
     }
 }

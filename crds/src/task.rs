@@ -95,7 +95,10 @@ pub enum TaskDecodeError {
     #[error("task protocol version {found} is not supported (this function speaks {expected})")]
     UnsupportedVersion { found: u32, expected: u32 },
     #[error("task field `{field}` is invalid: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl Task {
@@ -108,12 +111,10 @@ impl Task {
                 message: e.inner().to_string(),
             }
         })?;
-        deserializer
-            .end()
-            .map_err(|e| TaskDecodeError::Malformed {
-                path: ".".into(),
-                message: e.to_string(),
-            })?;
+        deserializer.end().map_err(|e| TaskDecodeError::Malformed {
+            path: ".".into(),
+            message: e.to_string(),
+        })?;
         if task.protocol_version != TASK_PROTOCOL_VERSION {
             return Err(TaskDecodeError::UnsupportedVersion {
                 found: task.protocol_version,

@@ -37,7 +37,10 @@ impl ValidationErrors {
 
     fn range_u32(&mut self, field: &str, value: u32, min: u32, max: u32) {
         if !(min..=max).contains(&value) {
-            self.add(field, format!("must be between {min} and {max}, got {value}"));
+            self.add(
+                field,
+                format!("must be between {min} and {max}, got {value}"),
+            );
         }
     }
 
@@ -55,7 +58,10 @@ impl ValidationErrors {
 
     fn fraction(&mut self, field: &str, value: f64) {
         if !(value.is_finite() && value > 0.0 && value < 1.0) {
-            self.add(field, format!("must be strictly between 0 and 1, got {value}"));
+            self.add(
+                field,
+                format!("must be strictly between 0 and 1, got {value}"),
+            );
         }
     }
 }
@@ -72,10 +78,24 @@ impl TrainingJobSpec {
         if let Some(max_cost) = self.budget.max_cost_usd {
             errors.positive("spec.budget.maxCostUsd", max_cost);
         }
-        errors.range_u32("spec.scheduler.functions", self.scheduler.functions, 1, 1000);
-        errors.range_u32("spec.scheduler.memoryMb", self.scheduler.memory_mb, 128, 10_240);
+        errors.range_u32(
+            "spec.scheduler.functions",
+            self.scheduler.functions,
+            1,
+            1000,
+        );
+        errors.range_u32(
+            "spec.scheduler.memoryMb",
+            self.scheduler.memory_mb,
+            128,
+            10_240,
+        );
         validate_pricing(&self.backend.pricing, &mut errors);
-        if errors.0.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.0.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     fn validate_model(&self, errors: &mut ValidationErrors) {
@@ -84,11 +104,19 @@ impl TrainingJobSpec {
                 if hidden.is_empty() || hidden.len() > MAX_MLP_LAYERS {
                     errors.add(
                         "spec.model.hidden",
-                        format!("needs 1 to {MAX_MLP_LAYERS} layer widths, got {}", hidden.len()),
+                        format!(
+                            "needs 1 to {MAX_MLP_LAYERS} layer widths, got {}",
+                            hidden.len()
+                        ),
                     );
                 }
                 for (i, width) in hidden.iter().enumerate() {
-                    errors.range_u32(&format!("spec.model.hidden[{i}]"), *width, 1, MAX_LAYER_WIDTH);
+                    errors.range_u32(
+                        &format!("spec.model.hidden[{i}]"),
+                        *width,
+                        1,
+                        MAX_LAYER_WIDTH,
+                    );
                 }
             }
             (kind, Some(_)) if *kind != ModelKind::Mlp => errors.add(
@@ -126,10 +154,10 @@ impl TrainingJobSpec {
         if d.max_test_samples == Some(0) {
             errors.add("spec.dataset.maxTestSamples", "must be at least 1");
         }
-        if let Some(csv) = &d.csv {
-            if csv.test.is_none() {
-                errors.fraction("spec.dataset.csv.testFraction", csv.test_fraction);
-            }
+        if let Some(csv) = &d.csv
+            && csv.test.is_none()
+        {
+            errors.fraction("spec.dataset.csv.testFraction", csv.test_fraction);
         }
         if let Some(libsvm) = &d.libsvm {
             if libsvm.test.is_none() {
@@ -140,15 +168,30 @@ impl TrainingJobSpec {
             }
         }
         if let Some(synthetic) = &d.synthetic {
-            errors.range_u32("spec.dataset.synthetic.samples", synthetic.samples, 1, 100_000_000);
+            errors.range_u32(
+                "spec.dataset.synthetic.samples",
+                synthetic.samples,
+                1,
+                100_000_000,
+            );
             errors.range_u32(
                 "spec.dataset.synthetic.testSamples",
                 synthetic.test_samples,
                 1,
                 100_000_000,
             );
-            errors.range_u32("spec.dataset.synthetic.features", synthetic.features, 1, 1_000_000);
-            errors.range_u32("spec.dataset.synthetic.classes", synthetic.classes, 2, 10_000);
+            errors.range_u32(
+                "spec.dataset.synthetic.features",
+                synthetic.features,
+                1,
+                1_000_000,
+            );
+            errors.range_u32(
+                "spec.dataset.synthetic.classes",
+                synthetic.classes,
+                2,
+                10_000,
+            );
             errors.non_negative("spec.dataset.synthetic.noise", synthetic.noise);
         }
     }
@@ -172,18 +215,21 @@ impl TrainingJobSpec {
         errors.non_negative("spec.training.weightDecay", t.weight_decay);
         errors.range_u32("spec.training.stepsPerPush", t.steps_per_push, 1, 1000);
         errors.range_u32("spec.training.maxEpochs", t.max_epochs, 1, 10_000);
-        if let Some(target) = t.target_accuracy {
-            if !(target.is_finite() && target > 0.0 && target <= 1.0) {
-                errors.add(
-                    "spec.training.targetAccuracy",
-                    format!("must be in (0, 1], got {target}"),
-                );
-            }
+        if let Some(target) = t.target_accuracy
+            && !(target.is_finite() && target > 0.0 && target <= 1.0)
+        {
+            errors.add(
+                "spec.training.targetAccuracy",
+                format!("must be in (0, 1], got {target}"),
+            );
         }
     }
 }
 
 fn validate_pricing(pricing: &PricingSpec, errors: &mut ValidationErrors) {
-    errors.non_negative("spec.backend.pricing.vcpuSecondUsd", pricing.vcpu_second_usd);
+    errors.non_negative(
+        "spec.backend.pricing.vcpuSecondUsd",
+        pricing.vcpu_second_usd,
+    );
     errors.non_negative("spec.backend.pricing.gbSecondUsd", pricing.gb_second_usd);
 }

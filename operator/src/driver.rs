@@ -20,10 +20,10 @@ use siren_crds::{
 use siren_scheduler::{
     Action, BudgetCheck, CostModel, EpochCostEstimate, Observation, Scheduler, check_budget,
 };
+use siren_worker::TaskError;
 use siren_worker::data::{DataError, DataSplits, cached_splits};
 use siren_worker::model::{Architecture, Evaluator, ModelError};
 use siren_worker::store::{ParameterStore, StoreError};
-use siren_worker::TaskError;
 use thiserror::Error;
 
 use crate::backend::{Assignment, BackendError, FunctionBackend, Invocation};
@@ -70,7 +70,14 @@ impl StopReason {
 
 /// Notified as the job makes progress; the CLI draws from it, the operator patches status.
 pub trait DriverObserver: Send {
-    fn epoch_started(&mut self, _epoch: u32, _action: Action, _samples: u64, _progress: Arc<AtomicU64>) {}
+    fn epoch_started(
+        &mut self,
+        _epoch: u32,
+        _action: Action,
+        _samples: u64,
+        _progress: Arc<AtomicU64>,
+    ) {
+    }
     fn epoch_finished(&mut self, _record: &EpochRecord, _status: &TrainingJobStatus) {}
 }
 
@@ -120,20 +127,30 @@ impl JobDriver {
     }
 
     /// Runs the job to its end; on error the status says Failed and why.
-    pub async fn run(&mut self, observer: &mut dyn DriverObserver) -> Result<JobOutcome, DriverError> {
+    pub async fn run(
+        &mut self,
+        observer: &mut dyn DriverObserver,
+    ) -> Result<JobOutcome, DriverError> {
         match self.run_epochs(observer).await {
             Ok(outcome) => Ok(outcome),
             Err(error) => {
-                self.status
-                    .enter_phase(JobPhase::Failed, failure_reason(&error), &error.to_string());
+                self.status.enter_phase(
+                    JobPhase::Failed,
+                    failure_reason(&error),
+                    &error.to_string(),
+                );
                 Err(error)
             }
         }
     }
 
-    async fn run_epochs(&mut self, observer: &mut dyn DriverObserver) -> Result<JobOutcome, DriverError> {
+    async fn run_epochs(
+        &mut self,
+        observer: &mut dyn DriverObserver,
+    ) -> Result<JobOutcome, DriverError> {
         let started = Instant::now();
-        self.status.enter_phase(JobPhase::Initializing, "LoadingData", "loading the dataset");
+        self.status
+            .enter_phase(JobPhase::Initializing, "LoadingData", "loading the dataset");
         let seed = self.spec.training.seed;
         let (splits, _) = cached_splits(&self.spec.dataset, seed)?;
         let architecture = Architecture::new(
@@ -143,7 +160,9 @@ impl JobDriver {
             splits.train.image,
         )?;
         let mut evaluator = Evaluator::new(architecture.clone());
-        self.store.initialize(&architecture.initial_params(seed)).await?;
+        self.store
+            .initialize(&architecture.initial_params(seed))
+            .await?;
 
         let shard_size = self.spec.dataset.shard_size as usize;
         let shard_count = splits.train.shard_count(shard_size);
@@ -159,10 +178,20 @@ impl JobDriver {
                 memory_mb: action.memory_mb.clamp(128, 10_240),
             };
             let predicted = estimate.map(|(_, e)| e.predict(self.cost_model.as_ref(), action));
-            if let BudgetCheck::Exhausted { predicted_usd, remaining_usd } =
-                check_budget(self.spec.budget.max_cost_usd, self.status.cost_usd, predicted)
-            {
-                tracing::info!(epoch, predicted_usd, remaining_usd, "budget cannot pay for another epoch");
+            if let BudgetCheck::Exhausted {
+                predicted_usd,
+                remaining_usd,
+            } = check_budget(
+                self.spec.budget.max_cost_usd,
+                self.status.cost_usd,
+                predicted,
+            ) {
+                tracing::info!(
+                    epoch,
+                    predicted_usd,
+                    remaining_usd,
+                    "budget cannot pay for another epoch"
+                );
                 stop_reason = StopReason::BudgetExhausted;
                 break;
             }
@@ -171,12 +200,22 @@ impl JobDriver {
             self.status.enter_phase(
                 JobPhase::Running,
                 "EpochRunning",
-                &format!("epoch {} with {} functions of {} MB", epoch + 1, action.functions, action.memory_mb),
+                &format!(
+                    "epoch {} with {} functions of {} MB",
+                    epoch + 1,
+                    action.functions,
+                    action.memory_mb
+                ),
             );
             self.backend.scale(action).await?;
 
             let progress = Arc::new(AtomicU64::new(0));
-            observer.epoch_started(epoch, action, splits.train.len() as u64, Arc::clone(&progress));
+            observer.epoch_started(
+                epoch,
+                action,
+                splits.train.len() as u64,
+                Arc::clone(&progress),
+            );
             let epoch_started = Instant::now();
             let tasks = self.plan_tasks(epoch, action, shard_count);
             let (results, billed) = self.fan_out(epoch, tasks, action, progress).await?;
@@ -192,7 +231,15 @@ impl JobDriver {
             ));
             let snapshot = self.store.pull().await?;
             let evaluation = evaluate(&mut evaluator, &snapshot.params, &splits)?;
-            let record = aggregate(epoch, action, &results, seconds, epoch_cost, self.status.cost_usd, evaluation);
+            let record = aggregate(
+                epoch,
+                action,
+                &results,
+                seconds,
+                epoch_cost,
+                self.status.cost_usd,
+                evaluation,
+            );
             self.store.checkpoint(epoch + 1).await?;
 
             previous_loss = self.status.loss;
@@ -206,11 +253,11 @@ impl JobDriver {
             self.scheduler.record(&observation, action, &after);
             observer.epoch_finished(&record, &self.status);
 
-            if let Some(target) = self.spec.training.target_accuracy {
-                if record.accuracy >= target {
-                    stop_reason = StopReason::TargetReached;
-                    break;
-                }
+            if let Some(target) = self.spec.training.target_accuracy
+                && record.accuracy >= target
+            {
+                stop_reason = StopReason::TargetReached;
+                break;
             }
         }
 
@@ -226,8 +273,13 @@ impl JobDriver {
             ),
             (_, None) => format!("{} before the first epoch", stop_reason.condition_reason()),
         };
-        let phase = if self.status.epoch == 0 { JobPhase::Failed } else { JobPhase::Succeeded };
-        self.status.enter_phase(phase, stop_reason.condition_reason(), &message);
+        let phase = if self.status.epoch == 0 {
+            JobPhase::Failed
+        } else {
+            JobPhase::Succeeded
+        };
+        self.status
+            .enter_phase(phase, stop_reason.condition_reason(), &message);
         Ok(JobOutcome {
             status: self.status.clone(),
             stop_reason,
@@ -259,7 +311,9 @@ impl JobDriver {
     fn plan_tasks(&self, epoch: u32, action: Action, shard_count: usize) -> Vec<Task> {
         let training = &self.spec.training;
         let mut shards: Vec<u32> = (0..shard_count as u32).collect();
-        shards.shuffle(&mut ChaCha8Rng::seed_from_u64(training.seed.wrapping_add(u64::from(epoch))));
+        shards.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            training.seed.wrapping_add(u64::from(epoch)),
+        ));
         let n = action.functions as usize;
         let threads = self.backend_threads(action);
         (0..n)
@@ -272,7 +326,9 @@ impl JobDriver {
                 model: self.spec.model.clone(),
                 dataset: self.spec.dataset.clone(),
                 shards: shards.iter().skip(function).step_by(n).copied().collect(),
-                store: StoreRef { kind: self.spec.store.kind },
+                store: StoreRef {
+                    kind: self.spec.store.kind,
+                },
                 hyper: HyperParameters {
                     batch_size: training.batch_size,
                     learning_rate: training.learning_rate_at(epoch),
@@ -311,7 +367,10 @@ impl JobDriver {
         let mut billed = Vec::new();
         while !pending.is_empty() {
             let assignments: Vec<Assignment> = pending.iter().map(|(a, _)| a.clone()).collect();
-            let invocations = self.backend.invoke_all(assignments, Arc::clone(&progress)).await;
+            let invocations = self
+                .backend
+                .invoke_all(assignments, Arc::clone(&progress))
+                .await;
             let mut by_task: HashMap<String, Invocation> = invocations
                 .into_iter()
                 .map(|invocation| (invocation.task_id.clone(), invocation))
@@ -331,7 +390,13 @@ impl JobDriver {
                     Err(error) if error.is_retryable() && attempt < MAX_TASK_ATTEMPTS => {
                         tracing::warn!(task = %assignment.task.task_id, attempt, %error, "retrying task on another function");
                         let mut task = assignment.task;
-                        task.task_id = format!("{}-e{}-f{}-a{}", self.job, epoch + 1, task.function, attempt + 1);
+                        task.task_id = format!(
+                            "{}-e{}-f{}-a{}",
+                            self.job,
+                            epoch + 1,
+                            task.function,
+                            attempt + 1
+                        );
                         let slot = (assignment.slot + 1) % slots.max(1);
                         retry.push((Assignment { slot, task }, attempt + 1));
                     }
@@ -371,12 +436,19 @@ fn aggregate(
     let samples: u64 = results.iter().map(|r| r.samples).sum();
     let updates: u64 = results.iter().map(|r| r.updates).sum();
     let loss_sum: f64 = results.iter().map(|r| r.mean_loss * r.samples as f64).sum();
-    let staleness_sum: f64 = results.iter().map(|r| r.staleness.mean * r.updates as f64).sum();
+    let staleness_sum: f64 = results
+        .iter()
+        .map(|r| r.staleness.mean * r.updates as f64)
+        .sum();
     EpochRecord {
         epoch: epoch + 1,
         functions: action.functions,
         memory_mb: action.memory_mb,
-        train_loss: if samples > 0 { loss_sum / samples as f64 } else { 0.0 },
+        train_loss: if samples > 0 {
+            loss_sum / samples as f64
+        } else {
+            0.0
+        },
         loss: evaluation.loss,
         accuracy: evaluation.accuracy,
         seconds,
@@ -384,7 +456,11 @@ fn aggregate(
         cumulative_cost_usd: spent_before + epoch_cost,
         samples,
         updates,
-        mean_staleness: if updates > 0 { staleness_sum / updates as f64 } else { 0.0 },
+        mean_staleness: if updates > 0 {
+            staleness_sum / updates as f64
+        } else {
+            0.0
+        },
         max_staleness: results.iter().map(|r| r.staleness.max).max().unwrap_or(0),
     }
 }

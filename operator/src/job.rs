@@ -12,13 +12,20 @@ use crate::pricing::cost_model;
 
 pub fn driver_for(job: &TrainingJob) -> JobDriver {
     let spec = job.spec.clone();
-    let name = job.metadata.name.clone().unwrap_or_else(|| "job".to_string());
+    let name = job
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "job".to_string());
     let cost_model = cost_model(&spec.backend.pricing);
     let store: Arc<dyn ParameterStore> = match spec.store.kind {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
     };
     let backend: Box<dyn FunctionBackend> = match spec.backend.kind {
-        BackendKind::Local => Box::new(LocalBackend::new(Arc::clone(&store), Arc::clone(&cost_model))),
+        BackendKind::Local => Box::new(LocalBackend::new(
+            Arc::clone(&store),
+            Arc::clone(&cost_model),
+        )),
     };
     let scheduler: Box<dyn Scheduler> = match spec.scheduler.policy {
         SchedulerPolicy::Static => Box::new(StaticScheduler::new(Action {

@@ -11,7 +11,11 @@ pub struct EpochCostEstimate {
 
 impl EpochCostEstimate {
     /// From a finished epoch: each function's busy seconds at the vCPUs its memory bought.
-    pub fn from_epoch(cost_model: &dyn CostModel, action: Action, function_seconds: &[f64]) -> Self {
+    pub fn from_epoch(
+        cost_model: &dyn CostModel,
+        action: Action,
+        function_seconds: &[f64],
+    ) -> Self {
         let vcpus = cost_model.vcpus(action.memory_mb).max(f64::MIN_POSITIVE);
         Self {
             vcpu_seconds: function_seconds.iter().sum::<f64>() * vcpus,
@@ -31,9 +35,14 @@ impl EpochCostEstimate {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BudgetCheck {
-    Affordable { predicted_usd: f64 },
+    Affordable {
+        predicted_usd: f64,
+    },
     /// Running the epoch would (by prediction) take spending past the budget.
-    Exhausted { predicted_usd: f64, remaining_usd: f64 },
+    Exhausted {
+        predicted_usd: f64,
+        remaining_usd: f64,
+    },
 }
 
 /// Safety margin on predictions: epochs vary, and a budget is a promise.
@@ -63,7 +72,10 @@ mod tests {
 
     #[test]
     fn same_action_predicts_the_same_cost() {
-        let action = Action { functions: 4, memory_mb: 1769 };
+        let action = Action {
+            functions: 4,
+            memory_mb: 1769,
+        };
         let seconds = [10.0, 10.0, 10.0, 10.0];
         let estimate = EpochCostEstimate::from_epoch(&LambdaPricing::X86, action, &seconds);
         let actual: f64 = seconds
@@ -71,14 +83,29 @@ mod tests {
             .map(|s| crate::cost::CostModel::invocation_cost(&LambdaPricing::X86, 1769, *s))
             .sum();
         let predicted = estimate.predict(&LambdaPricing::X86, action);
-        assert!((predicted - actual).abs() / actual < 1e-6, "{predicted} vs {actual}");
+        assert!(
+            (predicted - actual).abs() / actual < 1e-6,
+            "{predicted} vs {actual}"
+        );
     }
 
     #[test]
     fn budget_refuses_an_epoch_it_cannot_pay_for() {
-        assert_eq!(check_budget(None, 100.0, Some(5.0)), BudgetCheck::Affordable { predicted_usd: 6.0 });
-        assert!(matches!(check_budget(Some(10.0), 4.5, Some(5.0)), BudgetCheck::Exhausted { .. }));
-        assert!(matches!(check_budget(Some(10.0), 3.0, Some(5.0)), BudgetCheck::Affordable { .. }));
-        assert!(matches!(check_budget(Some(10.0), 10.0, None), BudgetCheck::Exhausted { .. }));
+        assert_eq!(
+            check_budget(None, 100.0, Some(5.0)),
+            BudgetCheck::Affordable { predicted_usd: 6.0 }
+        );
+        assert!(matches!(
+            check_budget(Some(10.0), 4.5, Some(5.0)),
+            BudgetCheck::Exhausted { .. }
+        ));
+        assert!(matches!(
+            check_budget(Some(10.0), 3.0, Some(5.0)),
+            BudgetCheck::Affordable { .. }
+        ));
+        assert!(matches!(
+            check_budget(Some(10.0), 10.0, None),
+            BudgetCheck::Exhausted { .. }
+        ));
     }
 }

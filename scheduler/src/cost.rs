@@ -71,7 +71,10 @@ mod tests {
     fn lambda_x86_matches_hand_computed_prices() {
         // 1,024 MB for exactly 1 s: one GB-second plus one request.
         let one = LambdaPricing::X86.invocation_cost(1024, 1.0);
-        assert!((one - (0.000_016_666_7 + 0.000_000_2)).abs() < 1e-15, "{one}");
+        assert!(
+            (one - (0.000_016_666_7 + 0.000_000_2)).abs() < 1e-15,
+            "{one}"
+        );
         // 1.0001 s bills 1.001 s (1 ms increments, rounded up); 2,048 MB is 2 GB.
         let rounded = LambdaPricing::X86.invocation_cost(2048, 1.0001);
         assert!((rounded - (1.001 * 2.0 * 0.000_016_666_7 + 0.000_000_2)).abs() < 1e-15);
@@ -94,6 +97,9 @@ mod tests {
             mb_per_vcpu: 2048.0,
         };
         let cost = pricing.invocation_cost(4096, 10.0);
-        assert!((cost - 10.0 * (2.0 * 0.01 + 4.0 * 0.001)).abs() < 1e-12, "{cost}");
+        assert!(
+            (cost - 10.0 * (2.0 * 0.01 + 4.0 * 0.001)).abs() < 1e-12,
+            "{cost}"
+        );
     }
 }

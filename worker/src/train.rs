@@ -86,7 +86,11 @@ impl FunctionState {
             })?;
             order.extend(range);
         }
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(task.seed, task.epoch, task.function)));
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
+            task.seed,
+            task.epoch,
+            task.function,
+        )));
         let architecture = Architecture::new(&task.model, train.dim, train.classes, train.image)?;
         if self.computer.as_ref().map(|c| c.architecture()) != Some(&architecture) {
             self.computer = Some(GradientComputer::new(architecture));
@@ -173,9 +177,17 @@ impl FunctionState {
             samples,
             batches,
             updates,
-            mean_loss: if samples > 0 { loss_sum / samples as f64 } else { 0.0 },
+            mean_loss: if samples > 0 {
+                loss_sum / samples as f64
+            } else {
+                0.0
+            },
             staleness: StalenessStats {
-                mean: if updates > 0 { staleness_sum as f64 / updates as f64 } else { 0.0 },
+                mean: if updates > 0 {
+                    staleness_sum as f64 / updates as f64
+                } else {
+                    0.0
+                },
                 max: staleness_max,
             },
             timing,

@@ -3,6 +3,9 @@
 use kube::CustomResourceExt;
 
 fn main() -> Result<(), serde_yaml::Error> {
-    print!("{}", serde_yaml::to_string(&siren_crds::TrainingJob::crd())?);
+    print!(
+        "{}",
+        serde_yaml::to_string(&siren_crds::TrainingJob::crd())?
+    );
     Ok(())
 }

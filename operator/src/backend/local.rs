@@ -127,7 +127,12 @@ impl FunctionBackend for LocalBackend {
                                     let started = Instant::now();
                                     let result = std::panic::catch_unwind(
                                         std::panic::AssertUnwindSafe(|| {
-                                            run_on_function(function, &task, store.as_ref(), &progress)
+                                            run_on_function(
+                                                function,
+                                                &task,
+                                                store.as_ref(),
+                                                &progress,
+                                            )
                                         }),
                                     )
                                     .unwrap_or_else(|panic| {
@@ -166,7 +171,10 @@ impl FunctionBackend for LocalBackend {
         match handle.await {
             Ok((functions, invocations)) => {
                 self.functions = functions;
-                invocations.into_iter().map(|(_, invocation)| invocation).collect()
+                invocations
+                    .into_iter()
+                    .map(|(_, invocation)| invocation)
+                    .collect()
             }
             Err(e) => {
                 tracing::error!(error = %e, "local function pool failed");
@@ -181,5 +189,8 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .downcast_ref::<String>()
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .map_or_else(|| "the function panicked".to_string(), |m| format!("the function panicked: {m}"))
+        .map_or_else(
+            || "the function panicked".to_string(),
+            |m| format!("the function panicked: {m}"),
+        )
 }

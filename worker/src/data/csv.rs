@@ -24,7 +24,8 @@ pub fn read_csv(path: &Path, label_column: usize, header: bool) -> Result<Datase
     let mut labels = Vec::new();
     let mut width: Option<usize> = None;
     for (row, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| DataError::corrupt(path, format!("unreadable CSV: {e}")))?;
+        let record =
+            record.map_err(|e| DataError::corrupt(path, format!("unreadable CSV: {e}")))?;
         let line = record
             .position()
             .map_or(row + 1 + usize::from(header), |p| p.line() as usize);
@@ -64,13 +65,19 @@ pub fn read_csv(path: &Path, label_column: usize, header: bool) -> Result<Datase
             let value: f32 = field.parse().map_err(|_| {
                 DataError::corrupt(
                     path,
-                    format!("line {line}, column {}: `{field}` is not a number", column + 1),
+                    format!(
+                        "line {line}, column {}: `{field}` is not a number",
+                        column + 1
+                    ),
                 )
             })?;
             if !value.is_finite() {
                 return Err(DataError::corrupt(
                     path,
-                    format!("line {line}, column {}: value `{field}` is not finite", column + 1),
+                    format!(
+                        "line {line}, column {}: value `{field}` is not finite",
+                        column + 1
+                    ),
                 ));
             }
             features.push(value);
@@ -80,7 +87,10 @@ pub fn read_csv(path: &Path, label_column: usize, header: bool) -> Result<Datase
         return Err(DataError::corrupt(path, "no samples in file"));
     };
     if width < 2 {
-        return Err(DataError::corrupt(path, "rows need a label and at least one feature"));
+        return Err(DataError::corrupt(
+            path,
+            "rows need a label and at least one feature",
+        ));
     }
     let classes = labels.iter().max().map_or(0, |m| *m as usize + 1);
     Dataset::new(features, labels, width - 1, classes, None)
@@ -100,7 +110,9 @@ mod tests {
 
     fn error(text: &str, header: bool) -> String {
         let (_dir, path) = csv_file(text);
-        read_csv(&path, 0, header).expect_err("should be rejected").to_string()
+        read_csv(&path, 0, header)
+            .expect_err("should be rejected")
+            .to_string()
     }
 
     #[test]
@@ -124,13 +136,19 @@ mod tests {
     #[test]
     fn nan_is_rejected_with_line_and_column() {
         let text = error("1,0.5,2\n0,NaN,3\n", false);
-        assert!(text.contains("data.csv") && text.contains("line 2, column 2"), "{text}");
+        assert!(
+            text.contains("data.csv") && text.contains("line 2, column 2"),
+            "{text}"
+        );
     }
 
     #[test]
     fn short_row_is_rejected() {
         let text = error("1,0.5,2\n0,3\n", false);
-        assert!(text.contains("line 2: 2 columns where earlier rows have 3"), "{text}");
+        assert!(
+            text.contains("line 2: 2 columns where earlier rows have 3"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -28,7 +28,10 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
 /// Parses the header and returns the dimensions and the payload, checking its exact length.
 fn parse(bytes: &[u8], path: &Path, rank: u8) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     if bytes.len() < 4 {
-        return Err(DataError::corrupt(path, "file is too short to hold an IDX header"));
+        return Err(DataError::corrupt(
+            path,
+            "file is too short to hold an IDX header",
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != UNSIGNED_BYTE || bytes[3] != rank {
         return Err(DataError::corrupt(
@@ -41,7 +44,10 @@ fn parse(bytes: &[u8], path: &Path, rank: u8) -> Result<(Vec<usize>, Vec<u8>), D
     }
     let header_len = 4 + 4 * rank as usize;
     if bytes.len() < header_len {
-        return Err(DataError::corrupt(path, "file is truncated inside its header"));
+        return Err(DataError::corrupt(
+            path,
+            "file is truncated inside its header",
+        ));
     }
     let dims: Vec<usize> = bytes[4..header_len]
         .chunks_exact(4)
@@ -129,7 +135,10 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let labels = write(&dir, "labels", &idx_bytes(1, &[3], &[0, 1, 2]));
         let text = message(read_idx_images(&labels));
-        assert!(text.contains("labels") && text.contains("wrong magic number"), "{text}");
+        assert!(
+            text.contains("labels") && text.contains("wrong magic number"),
+            "{text}"
+        );
     }
 
     #[test]

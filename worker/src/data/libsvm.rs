@@ -21,7 +21,8 @@ pub fn read_libsvm(path: &Path, features: Option<usize>) -> Result<Dataset, Data
     let mut max_index = 0usize;
     for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line_number = number + 1;
-        let line = line.map_err(|e| DataError::corrupt(path, format!("line {line_number}: {e}")))?;
+        let line =
+            line.map_err(|e| DataError::corrupt(path, format!("line {line_number}: {e}")))?;
         let content = line.split('#').next().unwrap_or("").trim();
         if content.is_empty() {
             continue;
@@ -52,14 +53,16 @@ pub fn read_libsvm(path: &Path, features: Option<usize>) -> Result<Dataset, Data
             if index == 0 {
                 return Err(bad("uses index 0, but LibSVM indices start at 1"));
             }
-            let value: f32 = value.parse().map_err(|_| bad("has a value that is not a number"))?;
+            let value: f32 = value
+                .parse()
+                .map_err(|_| bad("has a value that is not a number"))?;
             if !value.is_finite() {
                 return Err(bad("has a value that is not finite"));
             }
-            if let Some(limit) = features {
-                if index > limit {
-                    return Err(bad(&format!("is beyond the {limit} declared features")));
-                }
+            if let Some(limit) = features
+                && index > limit
+            {
+                return Err(bad(&format!("is beyond the {limit} declared features")));
             }
             max_index = max_index.max(index);
             entries.push((index - 1, value));
@@ -124,6 +127,9 @@ mod tests {
         }
         let (_dir, path) = file("1 7:1\n");
         let message = read_libsvm(&path, Some(4)).expect_err("beyond").to_string();
-        assert!(message.contains("beyond the 4 declared features"), "{message}");
+        assert!(
+            message.contains("beyond the 4 declared features"),
+            "{message}"
+        );
     }
 }

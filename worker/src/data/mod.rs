@@ -172,7 +172,9 @@ mod tests {
     fn shards_cover_every_sample_once() {
         let data = tiny(10);
         assert_eq!(data.shard_count(4), 3);
-        let covered: Vec<usize> = (0..3).flat_map(|s| data.shard(s, 4).into_iter().flatten()).collect();
+        let covered: Vec<usize> = (0..3)
+            .flat_map(|s| data.shard(s, 4).into_iter().flatten())
+            .collect();
         assert_eq!(covered, (0..10).collect::<Vec<_>>());
         assert_eq!(data.shard(3, 4), None);
         assert_eq!(data.shard(usize::MAX, 4), None);

@@ -55,7 +55,8 @@ mod tests {
 
     #[test]
     fn standardises_each_feature() {
-        let mut data = Dataset::new(vec![1.0, 10.0, 3.0, 30.0], vec![0, 1], 2, 2, None).expect("data");
+        let mut data =
+            Dataset::new(vec![1.0, 10.0, 3.0, 30.0], vec![0, 1], 2, 2, None).expect("data");
         Normalizer::fit(&data).apply(&mut data);
         assert_eq!(data.features, vec![-1.0, -1.0, 1.0, 1.0]);
     }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use siren_crds::{BuiltinDataset, DatasetSpec};
 
 use super::{
-    DataError, Dataset, Normalizer, generate_synthetic, read_csv, read_idx_images,
-    read_idx_labels, read_libsvm,
+    DataError, Dataset, Normalizer, generate_synthetic, read_csv, read_idx_images, read_idx_labels,
+    read_libsvm,
 };
 
 pub const DEFAULT_FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -34,7 +34,11 @@ fn find_idx(dir: &Path, name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn load_idx_pair(images: &Path, labels: &Path, classes: Option<usize>) -> Result<Dataset, DataError> {
+fn load_idx_pair(
+    images: &Path,
+    labels: &Path,
+    classes: Option<usize>,
+) -> Result<Dataset, DataError> {
     let (count, height, width, pixels) = read_idx_images(images)?;
     let labels_raw = read_idx_labels(labels)?;
     if labels_raw.len() != count {
@@ -57,8 +61,14 @@ fn load_idx_pair(images: &Path, labels: &Path, classes: Option<usize>) -> Result
         ));
     }
     let features = pixels.iter().map(|p| f32::from(*p) / 255.0).collect();
-    Dataset::new(features, labels_u32, height * width, classes, Some((height, width)))
-        .map_err(|e| DataError::corrupt(images, e.to_string()))
+    Dataset::new(
+        features,
+        labels_u32,
+        height * width,
+        classes,
+        Some((height, width)),
+    )
+    .map_err(|e| DataError::corrupt(images, e.to_string()))
 }
 
 fn load_builtin(which: BuiltinDataset) -> Result<DataSplits, DataError> {
@@ -68,22 +78,24 @@ fn load_builtin(which: BuiltinDataset) -> Result<DataSplits, DataError> {
 }
 
 fn load_fashion_mnist(dir: &Path) -> Result<DataSplits, DataError> {
-            let files: Option<Vec<PathBuf>> = [
-                "train-images-idx3-ubyte",
-                "train-labels-idx1-ubyte",
-                "t10k-images-idx3-ubyte",
-                "t10k-labels-idx1-ubyte",
-            ]
-            .iter()
-            .map(|name| find_idx(dir, name))
-            .collect();
-            let Some(files) = files else {
-                return Err(DataError::BuiltinMissing { dir: dir.to_path_buf() });
-            };
-            Ok(DataSplits {
-                train: load_idx_pair(&files[0], &files[1], Some(FASHION_MNIST_CLASSES))?,
-                test: load_idx_pair(&files[2], &files[3], Some(FASHION_MNIST_CLASSES))?,
-            })
+    let files: Option<Vec<PathBuf>> = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]
+    .iter()
+    .map(|name| find_idx(dir, name))
+    .collect();
+    let Some(files) = files else {
+        return Err(DataError::BuiltinMissing {
+            dir: dir.to_path_buf(),
+        });
+    };
+    Ok(DataSplits {
+        train: load_idx_pair(&files[0], &files[1], Some(FASHION_MNIST_CLASSES))?,
+        test: load_idx_pair(&files[2], &files[3], Some(FASHION_MNIST_CLASSES))?,
+    })
 }
 
 fn held_out(
@@ -104,8 +116,16 @@ pub fn load_splits(spec: &DatasetSpec, seed: u64) -> Result<DataSplits, DataErro
     let mut splits = if let Some(builtin) = spec.builtin {
         load_builtin(builtin)?
     } else if let Some(idx) = &spec.idx {
-        let train = load_idx_pair(Path::new(&idx.train_images), Path::new(&idx.train_labels), None)?;
-        let test = load_idx_pair(Path::new(&idx.test_images), Path::new(&idx.test_labels), None)?;
+        let train = load_idx_pair(
+            Path::new(&idx.train_images),
+            Path::new(&idx.train_labels),
+            None,
+        )?;
+        let test = load_idx_pair(
+            Path::new(&idx.test_images),
+            Path::new(&idx.test_labels),
+            None,
+        )?;
         DataSplits { train, test }
     } else if let Some(csv) = &spec.csv {
         let label_column = csv.label_column as usize;
@@ -116,7 +136,10 @@ pub fn load_splits(spec: &DatasetSpec, seed: u64) -> Result<DataSplits, DataErro
         };
         held_out(train, test, csv.test_fraction, seed)?
     } else if let Some(libsvm) = &spec.libsvm {
-        let train = read_libsvm(Path::new(&libsvm.train), libsvm.features.map(|f| f as usize))?;
+        let train = read_libsvm(
+            Path::new(&libsvm.train),
+            libsvm.features.map(|f| f as usize),
+        )?;
         let test = match &libsvm.test {
             Some(test) => Some(read_libsvm(Path::new(test), Some(train.dim))?),
             None => None,
@@ -173,7 +196,9 @@ pub fn cached_splits(spec: &DatasetSpec, seed: u64) -> Result<(Arc<DataSplits>, 
         serde_json::to_string(spec).map_err(|e| DataError::Invalid(e.to_string()))?,
         seed,
     );
-    let mut guard = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let cache = guard.get_or_insert_with(HashMap::new);
     if let Some(splits) = cache.get(&key) {
         return Ok((Arc::clone(splits), true));
@@ -203,7 +228,8 @@ mod tests {
 
     fn write_idx_set(dir: &Path, train_images: u32, train_labels: u32) {
         let images = |n: u32| idx_bytes(3, &[n, 2, 2], &vec![7u8; (n * 4) as usize]);
-        let labels = |n: u32| idx_bytes(1, &[n], &(0..n).map(|i| (i % 3) as u8).collect::<Vec<_>>());
+        let labels =
+            |n: u32| idx_bytes(1, &[n], &(0..n).map(|i| (i % 3) as u8).collect::<Vec<_>>());
         std::fs::write(dir.join("train-images"), images(train_images)).expect("write");
         std::fs::write(dir.join("train-labels"), labels(train_labels)).expect("write");
         std::fs::write(dir.join("test-images"), images(2)).expect("write");
@@ -228,7 +254,8 @@ mod tests {
             .expect_err("mismatch")
             .to_string();
         assert!(
-            message.contains("train-labels: holds 5 labels") && message.contains("train-images holds 6 images"),
+            message.contains("train-labels: holds 5 labels")
+                && message.contains("train-images holds 6 images"),
             "{message}"
         );
     }
@@ -238,7 +265,10 @@ mod tests {
         let message = load_fashion_mnist(Path::new("/nonexistent-siren-data"))
             .expect_err("missing")
             .to_string();
-        assert!(message.contains("apt-get install dataset-fashion-mnist"), "{message}");
+        assert!(
+            message.contains("apt-get install dataset-fashion-mnist"),
+            "{message}"
+        );
         assert!(message.contains("SIREN_DATA_DIR"), "{message}");
     }
 
@@ -246,7 +276,9 @@ mod tests {
     fn csv_without_test_file_holds_out_a_fraction() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("d.csv");
-        let rows: String = (0..50).map(|i| format!("{},{},{}\n", i % 2, i, i * 2)).collect();
+        let rows: String = (0..50)
+            .map(|i| format!("{},{},{}\n", i % 2, i, i * 2))
+            .collect();
         std::fs::write(&path, rows).expect("write");
         let spec: DatasetSpec = serde_json::from_value(serde_json::json!({
             "csv": {"train": path.display().to_string(), "testFraction": 0.2}
@@ -255,6 +287,9 @@ mod tests {
         let splits = load_splits(&spec, 3).expect("load");
         assert_eq!((splits.train.len(), splits.test.len()), (40, 10));
         let mean: f32 = splits.train.features.iter().step_by(2).sum::<f32>() / 40.0;
-        assert!(mean.abs() < 1e-4, "train features are standardised, mean {mean}");
+        assert!(
+            mean.abs() < 1e-4,
+            "train features are standardised, mean {mean}"
+        );
     }
 }

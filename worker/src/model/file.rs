@@ -32,7 +32,11 @@ fn file_error(path: &Path, problem: impl Into<String>) -> ModelError {
     }
 }
 
-pub fn save_model(path: &Path, architecture: &Architecture, params: &[f32]) -> Result<(), ModelError> {
+pub fn save_model(
+    path: &Path,
+    architecture: &Architecture,
+    params: &[f32],
+) -> Result<(), ModelError> {
     let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
     let header = Header {
         format: FORMAT.into(),
@@ -58,24 +62,37 @@ pub fn load_model(path: &Path) -> Result<ModelFile, ModelError> {
     if header.format != FORMAT || header.version != VERSION {
         return Err(file_error(
             path,
-            format!("format {} version {} is not {FORMAT} version {VERSION}", header.format, header.version),
+            format!(
+                "format {} version {} is not {FORMAT} version {VERSION}",
+                header.format, header.version
+            ),
         ));
     }
     let body = &bytes[newline + 1..];
     if body.len() != header.params * 4 {
         return Err(file_error(
             path,
-            format!("truncated: header promises {} parameters, file holds {} bytes", header.params, body.len()),
+            format!(
+                "truncated: header promises {} parameters, file holds {} bytes",
+                header.params,
+                body.len()
+            ),
         ));
     }
     if crc32fast::hash(body) != header.crc32 {
-        return Err(file_error(path, "checksum mismatch: the parameters are corrupt"));
+        return Err(file_error(
+            path,
+            "checksum mismatch: the parameters are corrupt",
+        ));
     }
     let expected = header.architecture.param_count();
     if expected != header.params {
         return Err(file_error(
             path,
-            format!("the architecture has {expected} parameters, the file {}", header.params),
+            format!(
+                "the architecture has {expected} parameters, the file {}",
+                header.params
+            ),
         ));
     }
     let params = body
@@ -94,7 +111,10 @@ mod tests {
     use siren_crds::{ModelKind, ModelSpec};
 
     fn arch() -> Architecture {
-        let spec = ModelSpec { kind: ModelKind::Mlp, hidden: Some(vec![4]) };
+        let spec = ModelSpec {
+            kind: ModelKind::Mlp,
+            hidden: Some(vec![4]),
+        };
         Architecture::new(&spec, 3, 2, None).expect("arch")
     }
 
@@ -112,13 +132,28 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).expect("write");
-        assert!(load_model(&path).expect_err("flipped").to_string().contains("checksum mismatch"));
+        assert!(
+            load_model(&path)
+                .expect_err("flipped")
+                .to_string()
+                .contains("checksum mismatch")
+        );
 
         bytes.truncate(last);
         std::fs::write(&path, &bytes).expect("write");
-        assert!(load_model(&path).expect_err("short").to_string().contains("truncated"));
+        assert!(
+            load_model(&path)
+                .expect_err("short")
+                .to_string()
+                .contains("truncated")
+        );
 
         std::fs::write(&path, b"garbage").expect("write");
-        assert!(load_model(&path).expect_err("garbage").to_string().contains("no header line"));
+        assert!(
+            load_model(&path)
+                .expect_err("garbage")
+                .to_string()
+                .contains("no header line")
+        );
     }
 }

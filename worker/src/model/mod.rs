@@ -59,7 +59,9 @@ impl Architecture {
                     model: "lenet5",
                     reason: format!(
                         "it needs square single-channel images of at least 12x12, got {input_dim} features{}",
-                        image.map(|(h, w)| format!(" ({h}x{w})")).unwrap_or_default()
+                        image
+                            .map(|(h, w)| format!(" ({h}x{w})"))
+                            .unwrap_or_default()
                     ),
                 });
             }
@@ -143,7 +145,12 @@ impl Architecture {
     }
 }
 
-fn batch_tensors(features: &[f32], labels: &[u32], dim: usize, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+fn batch_tensors(
+    features: &[f32],
+    labels: &[u32],
+    dim: usize,
+    device: &Device,
+) -> (Tensor<2>, Tensor<1, Int>) {
     let batch = labels.len();
     let x = Tensor::<2>::from_data(TensorData::new(features.to_vec(), [batch, dim]), device);
     let targets: Vec<i64> = labels.iter().map(|l| i64::from(*l)).collect();
@@ -193,7 +200,8 @@ impl GradientComputer {
         labels: &[u32],
         grad: &mut Vec<f32>,
     ) -> Result<f32, ModelError> {
-        self.architecture.check_len(params.len(), self.param_count)?;
+        self.architecture
+            .check_len(params.len(), self.param_count)?;
         let network = self.network.clone().map(&mut Loader {
             values: params,
             offset: 0,
@@ -201,7 +209,9 @@ impl GradientComputer {
         });
         let (x, y) = batch_tensors(features, labels, self.architecture.input_dim, &self.device);
         let logits = network.forward(x);
-        let loss = CrossEntropyLossConfig::new().init(&self.device).forward(logits, y);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&self.device)
+            .forward(logits, y);
         let gradients = loss.backward();
         let loss_value = scalar(loss);
         if !loss_value.is_finite() {
@@ -247,7 +257,8 @@ impl Evaluator {
         features: &[f32],
         labels: &[u32],
     ) -> Result<Evaluation, ModelError> {
-        self.architecture.check_len(params.len(), self.architecture.param_count())?;
+        self.architecture
+            .check_len(params.len(), self.architecture.param_count())?;
         let network = self.network.clone().map(&mut Loader {
             values: params,
             offset: 0,
@@ -266,7 +277,9 @@ impl Evaluator {
                 .zip(ys)
                 .filter(|(p, y)| *p == i64::from(**y))
                 .count();
-            let loss = CrossEntropyLossConfig::new().init(&self.device).forward(logits, y);
+            let loss = CrossEntropyLossConfig::new()
+                .init(&self.device)
+                .forward(logits, y);
             loss_sum += f64::from(scalar(loss)) * ys.len() as f64;
         }
         self.network = network;
@@ -298,20 +311,29 @@ mod tests {
         let logistic = Architecture::new(&spec(ModelKind::Logistic), 784, 10, None).expect("arch");
         assert_eq!(logistic.param_count(), 784 * 10 + 10);
         let mlp = Architecture::new(&spec(ModelKind::Mlp), 784, 10, None).expect("arch");
-        assert_eq!(mlp.param_count(), 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
-        let lenet = Architecture::new(&spec(ModelKind::Lenet5), 784, 10, Some((28, 28))).expect("arch");
+        assert_eq!(
+            mlp.param_count(),
+            784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+        );
+        let lenet =
+            Architecture::new(&spec(ModelKind::Lenet5), 784, 10, Some((28, 28))).expect("arch");
         assert_eq!(lenet.param_count(), 61_706);
     }
 
     #[test]
     fn lenet_rejects_non_image_data() {
-        let error = Architecture::new(&spec(ModelKind::Lenet5), 13, 2, None).expect_err("13 features");
-        assert!(error.to_string().contains("square single-channel images"), "{error}");
+        let error =
+            Architecture::new(&spec(ModelKind::Lenet5), 13, 2, None).expect_err("13 features");
+        assert!(
+            error.to_string().contains("square single-channel images"),
+            "{error}"
+        );
     }
 
     #[test]
     fn flatten_and_load_round_trip() {
-        let arch = Architecture::new(&spec(ModelKind::Lenet5), 784, 10, Some((28, 28))).expect("arch");
+        let arch =
+            Architecture::new(&spec(ModelKind::Lenet5), 784, 10, Some((28, 28))).expect("arch");
         let params = arch.initial_params(5);
         assert_eq!(params, arch.initial_params(5), "initialisation is seeded");
         let network = arch.build(&Device::flex()).map(&mut Loader {
@@ -330,7 +352,9 @@ mod tests {
         let labels = [1u32, 0];
         let mut computer = GradientComputer::new(arch.clone());
         let mut grad = Vec::new();
-        computer.gradient(&params, &features, &labels, &mut grad).expect("gradient");
+        computer
+            .gradient(&params, &features, &labels, &mut grad)
+            .expect("gradient");
         let mut evaluator = Evaluator::new(arch);
         let eps = 1e-3f32;
         for i in 0..params.len() {
@@ -338,10 +362,20 @@ mod tests {
             plus[i] += eps;
             let mut minus = params.clone();
             minus[i] -= eps;
-            let up = evaluator.evaluate(&plus, &features, &labels).expect("eval").loss;
-            let down = evaluator.evaluate(&minus, &features, &labels).expect("eval").loss;
+            let up = evaluator
+                .evaluate(&plus, &features, &labels)
+                .expect("eval")
+                .loss;
+            let down = evaluator
+                .evaluate(&minus, &features, &labels)
+                .expect("eval")
+                .loss;
             let numeric = (up - down) / (2.0 * f64::from(eps));
-            assert!((numeric - f64::from(grad[i])).abs() < 1e-3, "param {i}: {numeric} vs {}", grad[i]);
+            assert!(
+                (numeric - f64::from(grad[i])).abs() < 1e-3,
+                "param {i}: {numeric} vs {}",
+                grad[i]
+            );
         }
     }
 
@@ -353,6 +387,11 @@ mod tests {
         let error = computer
             .gradient(&[0.0; 3], &[0.0; 3], &[0], &mut grad)
             .expect_err("short vector");
-        assert!(error.to_string().contains("has 3 values but the logistic model has 8"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("has 3 values but the logistic model has 8"),
+            "{error}"
+        );
     }
 }

@@ -76,6 +76,8 @@ impl Lenet5 {
     }
 }
 
+// One network lives per function instance, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network {
     Logistic(Linear),

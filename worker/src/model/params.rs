@@ -72,7 +72,11 @@ impl ModuleMapper for Loader<'_> {
             let end = (start + consumed).min(values.len());
             let data = TensorData::new(values[start..end].to_vec(), shape);
             let fresh = Tensor::from_data(data, &tensor.device());
-            if require_grad { fresh.require_grad() } else { fresh }
+            if require_grad {
+                fresh.require_grad()
+            } else {
+                fresh
+            }
         });
         self.offset += consumed;
         param

@@ -40,7 +40,9 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock cannot leave a half-applied update: additions
         // happen after all checks, and f32 addition does not panic.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -224,8 +226,14 @@ mod tests {
     async fn retried_push_is_applied_once() {
         let store = MemoryStore::new();
         store.initialize(&[1.0, 1.0]).await.expect("init");
-        let first = store.push(&update("t", 0, 0, vec![1.0, 2.0])).await.expect("push");
-        let retry = store.push(&update("t", 0, 0, vec![1.0, 2.0])).await.expect("push");
+        let first = store
+            .push(&update("t", 0, 0, vec![1.0, 2.0]))
+            .await
+            .expect("push");
+        let retry = store
+            .push(&update("t", 0, 0, vec![1.0, 2.0]))
+            .await
+            .expect("push");
         assert!(!first.duplicate && retry.duplicate);
         assert_eq!(store.pull().await.expect("pull").params, vec![2.0, 3.0]);
         assert_eq!(store.stats().await.expect("stats").version, 1);
@@ -237,27 +245,70 @@ mod tests {
         assert!(matches!(store.pull().await, Err(StoreError::NoModel)));
         store.initialize(&[0.0; 3]).await.expect("init");
         let short = store.push(&update("t", 0, 0, vec![1.0])).await;
-        assert!(matches!(short, Err(StoreError::LengthMismatch { expected: 3, found: 1 })));
+        assert!(matches!(
+            short,
+            Err(StoreError::LengthMismatch {
+                expected: 3,
+                found: 1
+            })
+        ));
         let future = store.push(&update("t", 1, 9, vec![1.0; 3])).await;
         assert!(matches!(future, Err(StoreError::FutureVersion { .. })));
-        assert_eq!(store.pull().await.expect("pull"), Snapshot { version: 0, params: vec![0.0; 3] });
+        assert_eq!(
+            store.pull().await.expect("pull"),
+            Snapshot {
+                version: 0,
+                params: vec![0.0; 3]
+            }
+        );
     }
 
     #[tokio::test]
     async fn checkpoints_restore_params_and_version() {
         let store = MemoryStore::new();
         store.initialize(&[0.0]).await.expect("init");
-        store.push(&update("t", 0, 0, vec![1.0])).await.expect("push");
-        assert_eq!(store.checkpoint(1).await.expect("ckpt"), CheckpointInfo { epoch: 1, version: 1 });
-        store.push(&update("t", 1, 1, vec![5.0])).await.expect("push");
-        assert_eq!(store.latest_checkpoint().await.expect("latest").map(|c| c.epoch), Some(1));
+        store
+            .push(&update("t", 0, 0, vec![1.0]))
+            .await
+            .expect("push");
+        assert_eq!(
+            store.checkpoint(1).await.expect("ckpt"),
+            CheckpointInfo {
+                epoch: 1,
+                version: 1
+            }
+        );
+        store
+            .push(&update("t", 1, 1, vec![5.0]))
+            .await
+            .expect("push");
+        assert_eq!(
+            store
+                .latest_checkpoint()
+                .await
+                .expect("latest")
+                .map(|c| c.epoch),
+            Some(1)
+        );
         store.restore(1).await.expect("restore");
-        assert_eq!(store.pull().await.expect("pull"), Snapshot { version: 1, params: vec![1.0] });
-        assert!(matches!(store.restore(7).await, Err(StoreError::NoCheckpoint(7))));
+        assert_eq!(
+            store.pull().await.expect("pull"),
+            Snapshot {
+                version: 1,
+                params: vec![1.0]
+            }
+        );
+        assert!(matches!(
+            store.restore(7).await,
+            Err(StoreError::NoCheckpoint(7))
+        ));
         for epoch in 2..=6 {
             store.checkpoint(epoch).await.expect("ckpt");
         }
-        assert!(matches!(store.restore(1).await, Err(StoreError::NoCheckpoint(1))));
+        assert!(matches!(
+            store.restore(1).await,
+            Err(StoreError::NoCheckpoint(1))
+        ));
         store.clear().await.expect("clear");
         assert!(matches!(store.pull().await, Err(StoreError::NoModel)));
     }

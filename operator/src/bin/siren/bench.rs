@@ -95,12 +95,23 @@ pub fn train(args: &TrainBenchArgs) -> Result<(), Failure> {
     };
     println!(
         "{:<9} {:>8} {:>6} {:>8} {:>16} {:>16} {:>14} {:>9}",
-        "model", "params", "batch", "threads", "compute samp/s", "task samp/s", "pytorch samp/s", "vs torch"
+        "model",
+        "params",
+        "batch",
+        "threads",
+        "compute samp/s",
+        "task samp/s",
+        "pytorch samp/s",
+        "vs torch"
     );
     let mut rows = Vec::new();
     for name in &args.models {
         let kind: ModelKind = serde_json::from_value(serde_json::Value::String(name.clone()))
-            .map_err(|_| crate::invalid_input(anyhow::anyhow!("unknown model `{name}`: use logistic, mlp or lenet5")))?;
+            .map_err(|_| {
+                crate::invalid_input(anyhow::anyhow!(
+                    "unknown model `{name}`: use logistic, mlp or lenet5"
+                ))
+            })?;
         let model = ModelSpec { kind, hidden: None };
         let architecture = Architecture::new(&model, 784, 10, Some((28, 28)))?;
         let store = MemoryStore::new();
@@ -118,7 +129,9 @@ pub fn train(args: &TrainBenchArgs) -> Result<(), Failure> {
                 model: model.clone(),
                 dataset: dataset.clone(),
                 shards: vec![0],
-                store: StoreRef { kind: StoreKind::Memory },
+                store: StoreRef {
+                    kind: StoreKind::Memory,
+                },
                 hyper: HyperParameters {
                     batch_size: args.batch,
                     learning_rate: 0.01,
@@ -131,7 +144,8 @@ pub fn train(args: &TrainBenchArgs) -> Result<(), Failure> {
                 seed: 1,
             };
             let started = Instant::now();
-            let result = pool.install(|| runtime.block_on(function.run_task(&task, &store, None)))?;
+            let result =
+                pool.install(|| runtime.block_on(function.run_task(&task, &store, None)))?;
             let wall = started.elapsed().as_secs_f64();
             if repeat > 0 {
                 compute.push(result.samples as f64 / result.timing.compute.max(1e-9));
@@ -155,15 +169,22 @@ pub fn train(args: &TrainBenchArgs) -> Result<(), Failure> {
             row.threads,
             row.compute_samples_per_s,
             row.task_samples_per_s,
-            row.pytorch_samples_per_s.map_or("-".to_string(), |v| format!("{v:.0}")),
             row.pytorch_samples_per_s
-                .map_or("-".to_string(), |v| format!("{:.2}x", row.task_samples_per_s / v)),
+                .map_or("-".to_string(), |v| format!("{v:.0}")),
+            row.pytorch_samples_per_s
+                .map_or("-".to_string(), |v| format!(
+                    "{:.2}x",
+                    row.task_samples_per_s / v
+                )),
         );
         rows.push(row);
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&rows).context("cannot encode results")?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(&rows).context("cannot encode results")?,
+        )
+        .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

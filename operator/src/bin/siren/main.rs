@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "siren", version, about = "Train models with a swarm of stateless functions")]
+#[command(
+    name = "siren",
+    version,
+    about = "Train models with a swarm of stateless functions"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,12 +67,18 @@ pub struct Failure {
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
-        Failure { code: 1, error: error.into() }
+        Failure {
+            code: 1,
+            error: error.into(),
+        }
     }
 }
 
 pub fn invalid_input(error: impl Into<anyhow::Error>) -> Failure {
-    Failure { code: 2, error: error.into() }
+    Failure {
+        code: 2,
+        error: error.into(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -81,11 +91,21 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Train { file, backend, summary_json, model_out } => {
-            train::train(&file, backend, summary_json.as_deref(), model_out.as_deref())
-        }
+        Command::Train {
+            file,
+            backend,
+            summary_json,
+            model_out,
+        } => train::train(
+            &file,
+            backend,
+            summary_json.as_deref(),
+            model_out.as_deref(),
+        ),
         Command::Validate { file } => train::validate(&file),
-        Command::Bench { what: BenchCommand::Train(args) } => bench::train(&args),
+        Command::Bench {
+            what: BenchCommand::Train(args),
+        } => bench::train(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use siren_crds::{BackendKind, EpochRecord, JobPhase, TrainingJob, TrainingJobStatus, read_manifest};
+use siren_crds::{
+    BackendKind, EpochRecord, JobPhase, TrainingJob, TrainingJobStatus, read_manifest,
+};
 use siren_operator::{DriverObserver, JobSummary, driver_for};
 use siren_scheduler::Action;
 use siren_worker::model::save_model;
@@ -18,7 +20,10 @@ use crate::{BackendArg, Failure, invalid_input};
 fn describe(job: &TrainingJob) -> String {
     let spec = &job.spec;
     let dataset = if let Some(builtin) = spec.dataset.builtin {
-        serde_json::to_value(builtin).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+        serde_json::to_value(builtin)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
     } else if spec.dataset.idx.is_some() {
         "IDX files".into()
     } else if spec.dataset.csv.is_some() {
@@ -48,7 +53,8 @@ pub fn validate(file: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-const HEADER: &str = "epoch  functions  memory_mb  train_loss  test_loss  test_acc  epoch_s  cost_usd";
+const HEADER: &str =
+    "epoch  functions  memory_mb  train_loss  test_loss  test_acc  epoch_s  cost_usd";
 
 fn row(record: &EpochRecord) -> String {
     format!(
@@ -80,15 +86,28 @@ impl Terminal {
 }
 
 impl DriverObserver for Terminal {
-    fn epoch_started(&mut self, epoch: u32, action: Action, samples: u64, progress: Arc<AtomicU64>) {
+    fn epoch_started(
+        &mut self,
+        epoch: u32,
+        action: Action,
+        samples: u64,
+        progress: Arc<AtomicU64>,
+    ) {
         self.stop_bar();
         let bar = ProgressBar::new(samples);
         bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} samples {per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg} [{bar:40}] {pos}/{len} samples {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
-        bar.set_message(format!("epoch {} ({} x {} MB)", epoch + 1, action.functions, action.memory_mb));
+        bar.set_message(format!(
+            "epoch {} ({} x {} MB)",
+            epoch + 1,
+            action.functions,
+            action.memory_mb
+        ));
         let done = Arc::new(AtomicBool::new(false));
         let poller = {
             let bar = bar.clone();

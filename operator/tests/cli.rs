@@ -1,0 +1,186 @@
+//! The `siren` binary as a user runs it: exit codes, one-line errors, outputs on disk.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use siren_worker::model::load_model;
+
+fn siren(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_siren"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("siren runs")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write_manifest(dir: &tempfile::TempDir, body: &str) -> PathBuf {
+    let path = dir.path().join("job.yaml");
+    std::fs::write(&path, body).expect("write manifest");
+    path
+}
+
+const SYNTHETIC: &str = "apiVersion: siren.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: tiny
+spec:
+  model:
+    kind: logistic
+  dataset:
+    synthetic: {samples: 2000, testSamples: 400, features: 10, classes: 3, noise: 0.5}
+    shardSize: 200
+  training:
+    maxEpochs: 2
+  scheduler:
+    functions: 2
+    memoryMb: 512
+";
+
+#[test]
+fn every_sample_manifest_validates() {
+    let samples = repo_root().join("config/samples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&samples).expect("config/samples exists") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = siren(&["validate", "-f", path.to_str().expect("utf-8 path")]);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                text(&out.stderr)
+            );
+            assert!(text(&out.stdout).contains("valid trainingjob"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "quickstart, mlp and logistic samples");
+}
+
+#[test]
+fn invalid_manifest_exits_2_with_one_line_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_manifest(
+        &dir,
+        &SYNTHETIC.replace("maxEpochs: 2", "maxEpochs: 2\n    batchSzie: 3"),
+    );
+    for command in ["validate", "train"] {
+        let out = siren(&[command, "-f", path.to_str().expect("path")]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("spec.training") && stderr.contains("batchSzie"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn missing_manifest_is_a_clear_error() {
+    let out = siren(&["validate", "-f", "/nonexistent/job.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read manifest /nonexistent/job.yaml"));
+}
+
+#[test]
+fn train_prints_the_table_and_writes_summary_and_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(&dir, SYNTHETIC);
+    let summary = dir.path().join("summary.json");
+    let model = dir.path().join("model.siren");
+    let out = siren(&[
+        "train",
+        "-f",
+        manifest.to_str().expect("path"),
+        "--summary-json",
+        summary.to_str().expect("path"),
+        "--model-out",
+        model.to_str().expect("path"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("epoch  functions  memory_mb"), "{stdout}");
+    let rows = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with(['1', '2']))
+        .count();
+    assert_eq!(rows, 2, "{stdout}");
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).expect("summary written")).expect("json");
+    for key in [
+        "final_accuracy",
+        "final_loss",
+        "epochs",
+        "seconds",
+        "cost_usd",
+        "history",
+    ] {
+        assert!(summary.get(key).is_some(), "summary has {key}: {summary}");
+    }
+    assert_eq!(summary["epochs"], 2);
+    assert_eq!(summary["history"].as_array().map(Vec::len), Some(2));
+    assert!(summary["final_accuracy"].as_f64().unwrap_or(0.0) > 0.5);
+
+    let saved = load_model(&model).expect("model file loads");
+    assert_eq!(saved.params.len(), 10 * 3 + 3);
+}
+
+#[test]
+fn unreadable_dataset_fails_with_exit_1_and_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("bad.csv");
+    std::fs::write(&csv, "1,0.5\n0,NaN\n").expect("write");
+    let body = SYNTHETIC.replace(
+        "    synthetic: {samples: 2000, testSamples: 400, features: 10, classes: 3, noise: 0.5}",
+        &format!("    csv: {{train: {}}}", csv.display()),
+    );
+    let out = siren(&[
+        "train",
+        "-f",
+        write_manifest(&dir, &body).to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("bad.csv") && stderr.contains("line 2, column 2"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bench_prints_a_row_per_model() {
+    let out = siren(&[
+        "bench",
+        "train",
+        "--models",
+        "logistic,mlp",
+        "--repeats",
+        "1",
+        "--samples",
+        "640",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.lines().any(|l| l.starts_with("logistic")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("mlp") && l.contains("54423")),
+        "{stdout}"
+    );
+    let bad = siren(&["bench", "train", "--models", "resnet"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

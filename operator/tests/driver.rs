@@ -1,0 +1,224 @@
+//! The job driver end to end on the local backend: real models, real in-process functions running
+//! concurrently, the real store. Small seeded data keeps it fast.
+
+use std::sync::Arc;
+
+use siren_crds::{JobPhase, TrainingJob, parse_manifest};
+use siren_operator::backend::LocalBackend;
+use siren_operator::pricing::cost_model;
+use siren_operator::{JobDriver, Silent, StopReason, driver_for};
+use siren_scheduler::{Action, StaticScheduler};
+use siren_worker::store::{MemoryStore, ParameterStore};
+
+fn synthetic_job(extra: &str) -> TrainingJob {
+    let text = format!(
+        "apiVersion: siren.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: synthetic
+spec:
+  model:
+    kind: mlp
+    hidden: [32]
+  dataset:
+    synthetic: {{samples: 4000, testSamples: 500, features: 20, classes: 4, noise: 0.8, seed: 3}}
+    shardSize: 250
+  training:
+    batchSize: 32
+    learningRate: 0.02
+    maxEpochs: 3
+    seed: 7
+  scheduler:
+    functions: 3
+    memoryMb: 1769
+{extra}"
+    );
+    parse_manifest(&text, "test").expect("valid test manifest")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Builds the driver by hand so the test can inspect the store afterwards.
+fn driver_with_store(job: &TrainingJob) -> (JobDriver, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let costs = cost_model(&job.spec.backend.pricing);
+    let backend = LocalBackend::new(store.clone(), costs.clone());
+    let scheduler = StaticScheduler::new(Action {
+        functions: job.spec.scheduler.functions,
+        memory_mb: job.spec.scheduler.memory_mb,
+    });
+    let driver = JobDriver::new(
+        "synthetic",
+        job.spec.clone(),
+        store.clone(),
+        Box::new(backend),
+        Box::new(scheduler),
+        costs,
+    );
+    (driver, store)
+}
+
+#[test]
+fn trains_every_epoch_and_accounts_for_every_update() {
+    let job = synthetic_job("");
+    let (mut driver, store) = driver_with_store(&job);
+    let rt = runtime();
+    let outcome = rt.block_on(driver.run(&mut Silent)).expect("job runs");
+    let status = &outcome.status;
+    assert_eq!(status.phase, JobPhase::Succeeded);
+    assert_eq!(outcome.stop_reason, StopReason::MaxEpochs);
+    assert_eq!(status.epoch, 3);
+    assert_eq!(status.history.len(), 3);
+    for record in &status.history {
+        assert_eq!(record.samples, 4000, "every training sample once per epoch");
+        assert_eq!(record.functions, 3);
+        // 16 shards of 250 dealt to 3 functions: 6, 5 and 5 shards, 47 + 40 + 40 batches of 32.
+        assert_eq!(record.updates, 47 + 40 + 40);
+        assert!(record.cost_usd > 0.0);
+    }
+    let updates: u64 = status.history.iter().map(|r| r.updates).sum();
+    let stats = rt.block_on(store.stats()).expect("stats");
+    assert_eq!(
+        stats.version, updates,
+        "the store applied exactly the updates the results report"
+    );
+    assert!(
+        status.history[2].loss < status.history[0].loss,
+        "test loss falls"
+    );
+    assert!(
+        status.accuracy.unwrap_or(0.0) > 0.6,
+        "accuracy {:?}",
+        status.accuracy
+    );
+    assert_eq!(
+        status.condition("Succeeded").map(|c| c.status.as_str()),
+        Some("True")
+    );
+    let latest = rt.block_on(store.latest_checkpoint()).expect("checkpoint");
+    assert_eq!(latest.map(|c| c.epoch), Some(3));
+    let sum_cost: f64 = status.history.iter().map(|r| r.cost_usd).sum();
+    assert!((sum_cost - status.cost_usd).abs() < 1e-12);
+}
+
+#[test]
+fn stops_when_the_target_accuracy_is_reached() {
+    let mut job = synthetic_job("");
+    job.spec.training.max_epochs = 20;
+    job.spec.training.target_accuracy = Some(0.5);
+    let outcome = runtime()
+        .block_on(driver_for(&job).run(&mut Silent))
+        .expect("job runs");
+    assert_eq!(outcome.stop_reason, StopReason::TargetReached);
+    assert!(outcome.status.epoch < 20);
+    assert!(outcome.status.accuracy.unwrap_or(0.0) >= 0.5);
+}
+
+#[test]
+fn never_starts_an_epoch_the_budget_cannot_pay_for() {
+    let mut job = synthetic_job("");
+    job.spec.training.max_epochs = 50;
+    // Measure one epoch's cost, then allow about two and a half.
+    let probe = runtime()
+        .block_on(driver_for(&job).run(&mut Silent))
+        .expect("probe");
+    let per_epoch = probe.status.cost_usd / f64::from(probe.status.epoch);
+    job.spec.budget.max_cost_usd = Some(per_epoch * 2.5);
+    let outcome = runtime()
+        .block_on(driver_for(&job).run(&mut Silent))
+        .expect("job runs");
+    assert_eq!(outcome.stop_reason, StopReason::BudgetExhausted);
+    assert!(outcome.status.epoch >= 1 && outcome.status.epoch < 50);
+    assert!(
+        outcome.status.cost_usd <= per_epoch * 2.5,
+        "spent {} of {}",
+        outcome.status.cost_usd,
+        per_epoch * 2.5
+    );
+}
+
+#[test]
+fn same_seed_same_single_function_result() {
+    // With one function there is no race between pushes, so training is bit-for-bit repeatable.
+    let mut job = synthetic_job("");
+    job.spec.scheduler.functions = 1;
+    job.spec.training.max_epochs = 2;
+    let a = runtime()
+        .block_on(driver_for(&job).run(&mut Silent))
+        .expect("run a");
+    let b = runtime()
+        .block_on(driver_for(&job).run(&mut Silent))
+        .expect("run b");
+    assert_eq!(a.params, b.params);
+    assert_eq!(a.status.accuracy, b.status.accuracy);
+}
+
+#[test]
+fn more_functions_than_shards_are_capped() {
+    let mut job = synthetic_job("");
+    job.spec.scheduler.functions = 40;
+    job.spec.training.max_epochs = 1;
+    let outcome = runtime()
+        .block_on(driver_for(&job).run(&mut Silent))
+        .expect("job runs");
+    assert_eq!(outcome.status.history[0].functions, 16);
+    assert_eq!(outcome.status.history[0].samples, 4000);
+}
+
+#[test]
+fn unusable_dataset_fails_the_job_with_a_reason() {
+    let mut job = synthetic_job("");
+    job.spec.dataset.synthetic = None;
+    job.spec.dataset.csv = Some(siren_crds::CsvSource {
+        train: "/nonexistent/train.csv".into(),
+        test: None,
+        label_column: 0,
+        header: false,
+        test_fraction: 0.1,
+    });
+    let mut driver = driver_for(&job);
+    let error = runtime()
+        .block_on(driver.run(&mut Silent))
+        .err()
+        .expect("job fails");
+    assert!(
+        error.to_string().contains("/nonexistent/train.csv"),
+        "{error}"
+    );
+    let status = driver.status();
+    assert_eq!(status.phase, JobPhase::Failed);
+    let failed = status.condition("Failed").expect("Failed condition");
+    assert_eq!(failed.reason, "DatasetUnavailable");
+    assert!(failed.message.contains("/nonexistent/train.csv"));
+}
+
+#[test]
+fn lenet_on_tabular_data_fails_with_a_reason() {
+    let mut job = synthetic_job("");
+    job.spec.model = siren_crds::ModelSpec {
+        kind: siren_crds::ModelKind::Lenet5,
+        hidden: None,
+    };
+    let mut driver = driver_for(&job);
+    let error = runtime()
+        .block_on(driver.run(&mut Silent))
+        .err()
+        .expect("job fails");
+    assert!(
+        error.to_string().contains("lenet5 cannot take this data"),
+        "{error}"
+    );
+    assert_eq!(
+        driver
+            .status()
+            .condition("Failed")
+            .map(|c| c.reason.as_str()),
+        Some("ModelIncompatible")
+    );
+}
