@@ -160,3 +160,153 @@ impl Task {
         serde_json::to_vec(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ModelKind, StoreKind, SyntheticSource};
+
+    fn task() -> Task {
+        Task {
+            protocol_version: TASK_PROTOCOL_VERSION,
+            job: "job".into(),
+            task_id: "job-e1-f0-a1".into(),
+            epoch: 0,
+            function: 0,
+            model: ModelSpec {
+                kind: ModelKind::Mlp,
+                hidden: Some(vec![8]),
+            },
+            dataset: DatasetSpec {
+                builtin: None,
+                idx: None,
+                csv: None,
+                libsvm: None,
+                synthetic: Some(SyntheticSource {
+                    samples: 10,
+                    test_samples: 10,
+                    features: 2,
+                    classes: 2,
+                    noise: 1.0,
+                    seed: 0,
+                }),
+                shard_size: 5,
+                max_train_samples: None,
+                max_test_samples: None,
+            },
+            shards: vec![0, 1],
+            store: StoreRef {
+                kind: StoreKind::Memory,
+            },
+            hyper: HyperParameters {
+                batch_size: 4,
+                learning_rate: 0.1,
+                momentum: 0.9,
+                weight_decay: 0.0,
+                steps_per_push: 1,
+            },
+            threads: 1,
+            memory_mb: 1769,
+            seed: 1,
+        }
+    }
+
+    fn json() -> serde_json::Value {
+        serde_json::to_value(task()).expect("task serialises")
+    }
+
+    fn decode(value: &serde_json::Value) -> Result<Task, TaskDecodeError> {
+        Task::from_json(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = task().to_json().expect("encode");
+        assert_eq!(Task::from_json(&bytes).expect("decode"), task());
+        assert!(bytes.len() < 1024, "tasks carry references, not data");
+    }
+
+    #[test]
+    fn malformed_payloads_name_the_problem() {
+        let mut wrong_type = json();
+        wrong_type["hyper"]["batchSize"] = serde_json::json!("big");
+        let message = decode(&wrong_type).expect_err("wrong type").to_string();
+        assert!(message.contains("hyper.batchSize"), "{message}");
+
+        let mut unknown = json();
+        unknown["surprise"] = serde_json::json!(1);
+        assert!(
+            decode(&unknown)
+                .expect_err("unknown field")
+                .to_string()
+                .contains("surprise")
+        );
+
+        let mut missing = json();
+        if let Some(object) = missing.as_object_mut() {
+            object.remove("shards");
+        }
+        assert!(
+            decode(&missing)
+                .expect_err("missing")
+                .to_string()
+                .contains("shards")
+        );
+
+        assert!(Task::from_json(b"{\"protocolVersion\": 1").is_err());
+        assert!(Task::from_json(b"").is_err());
+        let trailing = format!("{} x", json());
+        assert!(Task::from_json(trailing.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn unsupported_version_is_its_own_error() {
+        let mut future = json();
+        future["protocolVersion"] = serde_json::json!(99);
+        assert!(matches!(
+            decode(&future),
+            Err(TaskDecodeError::UnsupportedVersion { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        for (pointer, value, field) in [
+            ("/shards", serde_json::json!([]), "shards"),
+            ("/hyper/batchSize", serde_json::json!(0), "hyper.batchSize"),
+            (
+                "/hyper/learningRate",
+                serde_json::json!(-1.0),
+                "hyper.learningRate",
+            ),
+            ("/hyper/momentum", serde_json::json!(1.0), "hyper.momentum"),
+            ("/threads", serde_json::json!(0), "threads"),
+        ] {
+            let mut bad = json();
+            if let Some(slot) = bad.pointer_mut(pointer) {
+                *slot = value;
+            }
+            let message = decode(&bad).expect_err(pointer).to_string();
+            assert!(message.contains(field), "{message}");
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A deterministic fuzz: mutate a valid payload byte by byte and decode every variant.
+        let valid = task().to_json().expect("encode");
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut bytes = valid.clone();
+            let position = (state as usize) % bytes.len();
+            bytes[position] = (state >> 32) as u8;
+            if state % 3 == 0 {
+                bytes.truncate(position);
+            }
+            let _ = Task::from_json(&bytes);
+        }
+    }
+}

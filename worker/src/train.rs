@@ -195,3 +195,126 @@ impl FunctionState {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use siren_crds::{
+        DatasetSpec, HyperParameters, ModelKind, ModelSpec, StoreKind, StoreRef, SyntheticSource,
+    };
+
+    fn task(shards: Vec<u32>, steps_per_push: u32) -> Task {
+        Task {
+            protocol_version: TASK_PROTOCOL_VERSION,
+            job: "t".into(),
+            task_id: "t-e1-f0-a1".into(),
+            epoch: 0,
+            function: 0,
+            model: ModelSpec {
+                kind: ModelKind::Logistic,
+                hidden: None,
+            },
+            dataset: DatasetSpec {
+                builtin: None,
+                idx: None,
+                csv: None,
+                libsvm: None,
+                synthetic: Some(SyntheticSource {
+                    samples: 600,
+                    test_samples: 100,
+                    features: 5,
+                    classes: 3,
+                    noise: 0.3,
+                    seed: 9,
+                }),
+                shard_size: 100,
+                max_train_samples: None,
+                max_test_samples: None,
+            },
+            shards,
+            store: StoreRef {
+                kind: StoreKind::Memory,
+            },
+            hyper: HyperParameters {
+                batch_size: 16,
+                learning_rate: 0.05,
+                momentum: 0.9,
+                weight_decay: 0.0001,
+                steps_per_push,
+            },
+            threads: 1,
+            memory_mb: 1769,
+            seed: 4,
+        }
+    }
+
+    async fn store_for(task: &Task) -> MemoryStore {
+        let (splits, _) = cached_splits(&task.dataset, task.seed).expect("data");
+        let arch = Architecture::new(&task.model, splits.train.dim, splits.train.classes, None)
+            .expect("arch");
+        let store = MemoryStore::new();
+        store
+            .initialize(&arch.initial_params(1))
+            .await
+            .expect("init");
+        store
+    }
+
+    #[tokio::test]
+    async fn a_task_trains_its_shards_and_reports_what_it_did() {
+        let first = task(vec![0, 2, 4], 1);
+        let store = store_for(&first).await;
+        let mut function = FunctionState::new();
+        let progress = AtomicU64::new(0);
+        let result = function
+            .run_task(&first, &store, Some(&progress))
+            .await
+            .expect("task runs");
+        assert_eq!(result.samples, 300);
+        assert_eq!(progress.load(Ordering::Relaxed), 300);
+        assert_eq!(result.batches, 19, "300 samples in batches of 16");
+        assert_eq!(result.updates, 19);
+        assert!(result.cold_start);
+        assert_eq!(result.staleness.max, 0, "alone, no update is stale");
+        assert!(result.timing.total >= result.timing.compute);
+        assert_eq!(store.stats().await.expect("stats").version, 19);
+
+        let mut second = task(vec![1, 3], 4);
+        second.task_id = "t-e1-f1-a1".into();
+        let result = function
+            .run_task(&second, &store, None)
+            .await
+            .expect("warm task");
+        assert!(!result.cold_start);
+        assert_eq!(result.batches, 13);
+        assert_eq!(result.updates, 4, "13 batches, 4 per push");
+    }
+
+    #[tokio::test]
+    async fn a_nonexistent_shard_is_rejected_before_anything_is_pushed() {
+        let bad = task(vec![0, 99], 1);
+        let store = store_for(&bad).await;
+        let error = FunctionState::new()
+            .run_task(&bad, &store, None)
+            .await
+            .expect_err("shard 99");
+        assert!(
+            error
+                .to_string()
+                .contains("shard 99 does not exist: the dataset has 6 shards")
+        );
+        assert!(!error.is_retryable());
+        assert_eq!(store.stats().await.expect("stats").version, 0);
+    }
+
+    #[tokio::test]
+    async fn a_store_without_the_model_fails_the_task() {
+        let t = task(vec![0], 1);
+        let error = FunctionState::new()
+            .run_task(&t, &MemoryStore::new(), None)
+            .await
+            .expect_err("no model");
+        assert!(matches!(error, TaskError::Store(StoreError::NoModel)));
+    }
+}
