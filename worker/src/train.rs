@@ -53,6 +53,30 @@ fn mix(seed: u64, epoch: u32, function: u32) -> u64 {
     seed ^ (u64::from(epoch) << 32 | u64::from(function)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// One momentum SGD step with L2 decay, applied to the local copy and accumulated into the delta
+/// that will be pushed. Written over zipped slices so that it vectorises.
+fn sgd_step(
+    local: &mut [f32],
+    delta: &mut [f32],
+    velocity: &mut [f32],
+    grad: &[f32],
+    lr: f32,
+    momentum: f32,
+    decay: f32,
+) {
+    for (((p, d), v), g) in local
+        .iter_mut()
+        .zip(delta.iter_mut())
+        .zip(velocity.iter_mut())
+        .zip(grad)
+    {
+        *v = momentum * *v + *g + decay * *p;
+        let step = lr * *v;
+        *p -= step;
+        *d -= step;
+    }
+}
+
 impl FunctionState {
     pub fn new() -> Self {
         Self::default()
@@ -135,13 +159,15 @@ impl FunctionState {
                     batch_y.push(train.labels[i]);
                 }
                 let loss = computer.gradient(&local, &batch_x, &batch_y, &mut grad)?;
-                for i in 0..param_count {
-                    let g = grad[i] + decay * local[i];
-                    velocity[i] = momentum * velocity[i] + g;
-                    let step = lr * velocity[i];
-                    local[i] -= step;
-                    delta[i] -= step;
-                }
+                sgd_step(
+                    &mut local,
+                    &mut delta,
+                    &mut velocity,
+                    &grad,
+                    lr,
+                    momentum,
+                    decay,
+                );
                 loss_sum += f64::from(loss) * batch.len() as f64;
                 group_samples += batch.len() as u64;
                 batches += 1;
