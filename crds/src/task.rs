@@ -303,7 +303,7 @@ mod tests {
             let mut bytes = valid.clone();
             let position = (state as usize) % bytes.len();
             bytes[position] = (state >> 32) as u8;
-            if state % 3 == 0 {
+            if state.is_multiple_of(3) {
                 bytes.truncate(position);
             }
             let _ = Task::from_json(&bytes);
