@@ -14,7 +14,7 @@ use siren_crds::{StalenessStats, TASK_PROTOCOL_VERSION, Task, TaskResult, Timing
 use thiserror::Error;
 
 use crate::data::{DataError, cached_splits};
-use crate::model::{Architecture, GradientComputer, ModelError};
+use crate::model::{Architecture, ComputeEngine, GradientComputer, ModelError};
 use crate::store::{ParameterStore, StoreError, Update};
 
 #[derive(Debug, Error)]
@@ -46,6 +46,7 @@ impl TaskError {
 #[derive(Default)]
 pub struct FunctionState {
     computer: Option<GradientComputer>,
+    engine: ComputeEngine,
     tasks_run: u64,
 }
 
@@ -80,6 +81,14 @@ fn sgd_step(
 impl FunctionState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A function that computes gradients with a given engine (benchmarks compare them).
+    pub fn with_engine(engine: ComputeEngine) -> Self {
+        Self {
+            engine,
+            ..Self::default()
+        }
     }
 
     pub fn is_warm(&self) -> bool {
@@ -117,7 +126,7 @@ impl FunctionState {
         )));
         let architecture = Architecture::new(&task.model, train.dim, train.classes, train.image)?;
         if self.computer.as_ref().map(|c| c.architecture()) != Some(&architecture) {
-            self.computer = Some(GradientComputer::new(architecture));
+            self.computer = Some(GradientComputer::with_engine(architecture, self.engine));
         }
         let Some(computer) = self.computer.as_mut() else {
             return Err(TaskError::Crashed("model was not built".into()));
@@ -136,6 +145,13 @@ impl FunctionState {
         let param_count = computer.param_count();
         let mut velocity = vec![0.0f32; param_count];
         let mut grad = Vec::with_capacity(param_count);
+        // One update buffer for the whole task: the store only borrows it.
+        let mut update = Update {
+            task_id: task.task_id.clone(),
+            seq: 0,
+            base_version: 0,
+            delta: vec![0.0f32; param_count],
+        };
         let mut batch_x = Vec::with_capacity(hyper.batch_size as usize * train.dim);
         let mut batch_y = Vec::with_capacity(hyper.batch_size as usize);
         let (mut loss_sum, mut samples, mut batches, mut updates) = (0.0f64, 0u64, 0u64, 0u64);
@@ -149,7 +165,7 @@ impl FunctionState {
 
             let t = Instant::now();
             let mut local = snapshot.params;
-            let mut delta = vec![0.0f32; param_count];
+            update.delta.fill(0.0);
             let mut group_samples = 0u64;
             for batch in group {
                 batch_x.clear();
@@ -161,7 +177,7 @@ impl FunctionState {
                 let loss = computer.gradient(&local, &batch_x, &batch_y, &mut grad)?;
                 sgd_step(
                     &mut local,
-                    &mut delta,
+                    &mut update.delta,
                     &mut velocity,
                     &grad,
                     lr,
@@ -175,14 +191,9 @@ impl FunctionState {
             timing.compute += t.elapsed().as_secs_f64();
 
             let t = Instant::now();
-            let receipt = store
-                .push(&Update {
-                    task_id: task.task_id.clone(),
-                    seq: seq as u64,
-                    base_version: snapshot.version,
-                    delta,
-                })
-                .await?;
+            update.seq = seq as u64;
+            update.base_version = snapshot.version;
+            let receipt = store.push(&update).await?;
             timing.push += t.elapsed().as_secs_f64();
             if !receipt.duplicate {
                 updates += 1;

@@ -2,6 +2,7 @@
 //! exchanged as one flat `f32` vector.
 
 mod file;
+mod lenet_kernel;
 mod network;
 mod params;
 
@@ -162,24 +163,60 @@ fn scalar(tensor: Tensor<1>) -> f32 {
     tensor.into_data().iter::<f32>().next().unwrap_or(f32::NAN)
 }
 
+/// How gradients are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeEngine {
+    /// A specialised kernel where the model has one (LeNet-5: im2col + GEMM), burn otherwise.
+    #[default]
+    Native,
+    /// burn's autodiff on the `flex` backend for every model.
+    Burn,
+}
+
+enum Engine {
+    Burn {
+        device: Device,
+        network: Box<Network>,
+    },
+    Lenet(lenet_kernel::LenetKernel),
+}
+
 /// Computes gradients of the mean cross-entropy for given parameters; one per function instance,
 /// reused across tasks (the warm path).
 pub struct GradientComputer {
     architecture: Architecture,
-    device: Device,
-    network: Network,
+    engine: Engine,
     param_count: usize,
 }
 
 impl GradientComputer {
     pub fn new(architecture: Architecture) -> Self {
-        let device = Device::flex().autodiff();
-        let network = architecture.build(&device);
+        Self::with_engine(architecture, ComputeEngine::Native)
+    }
+
+    pub fn with_engine(architecture: Architecture, engine: ComputeEngine) -> Self {
         let param_count = architecture.param_count();
+        let engine = match (engine, architecture.kind) {
+            (ComputeEngine::Native, ModelKind::Lenet5) => {
+                let side = (architecture.input_dim as f64).sqrt() as usize;
+                let kernel = lenet_kernel::LenetKernel::new(side, architecture.classes);
+                debug_assert_eq!(
+                    kernel.param_count(),
+                    param_count,
+                    "kernel and burn layouts agree"
+                );
+                Engine::Lenet(kernel)
+            }
+            _ => {
+                let device = Device::flex().autodiff();
+                let network = Box::new(architecture.build(&device));
+                Engine::Burn { device, network }
+            }
+        };
         Self {
             architecture,
-            device,
-            network,
+            engine,
             param_count,
         }
     }
@@ -202,27 +239,43 @@ impl GradientComputer {
     ) -> Result<f32, ModelError> {
         self.architecture
             .check_len(params.len(), self.param_count)?;
-        let network = self.network.clone().map(&mut Loader {
-            values: params,
-            offset: 0,
-            require_grad: true,
-        });
-        let (x, y) = batch_tensors(features, labels, self.architecture.input_dim, &self.device);
-        let logits = network.forward(x);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&self.device)
-            .forward(logits, y);
-        let gradients = loss.backward();
-        let loss_value = scalar(loss);
+        if features.len() != labels.len() * self.architecture.input_dim {
+            return Err(ModelError::Incompatible {
+                model: self.architecture.kind.as_str(),
+                reason: format!(
+                    "a batch of {} labels came with {} feature values",
+                    labels.len(),
+                    features.len()
+                ),
+            });
+        }
+        let loss_value = match &mut self.engine {
+            Engine::Lenet(kernel) => kernel.gradient(params, features, labels, grad),
+            Engine::Burn { device, network } => {
+                let loaded = (**network).clone().map(&mut Loader {
+                    values: params,
+                    offset: 0,
+                    require_grad: true,
+                });
+                let (x, y) = batch_tensors(features, labels, self.architecture.input_dim, device);
+                let logits = loaded.forward(x);
+                let loss = CrossEntropyLossConfig::new()
+                    .init(device)
+                    .forward(logits, y);
+                let gradients = loss.backward();
+                let loss_value = scalar(loss);
+                grad.clear();
+                loaded.visit(&mut GradientFlattener {
+                    grads: &gradients,
+                    out: grad,
+                });
+                **network = loaded;
+                loss_value
+            }
+        };
         if !loss_value.is_finite() {
             return Err(ModelError::Diverged(loss_value));
         }
-        grad.clear();
-        network.visit(&mut GradientFlattener {
-            grads: &gradients,
-            out: grad,
-        });
-        self.network = network;
         Ok(loss_value)
     }
 }
@@ -230,6 +283,7 @@ impl GradientComputer {
 /// Test loss and accuracy of a parameter vector.
 pub struct Evaluator {
     architecture: Architecture,
+    param_count: usize,
     device: Device,
     network: Network,
 }
@@ -245,6 +299,7 @@ impl Evaluator {
         let device = Device::flex();
         let network = architecture.build(&device);
         Self {
+            param_count: architecture.param_count(),
             architecture,
             device,
             network,
@@ -258,7 +313,7 @@ impl Evaluator {
         labels: &[u32],
     ) -> Result<Evaluation, ModelError> {
         self.architecture
-            .check_len(params.len(), self.architecture.param_count())?;
+            .check_len(params.len(), self.param_count)?;
         let network = self.network.clone().map(&mut Loader {
             values: params,
             offset: 0,
@@ -347,8 +402,20 @@ mod tests {
     /// Central differences of the evaluated loss against the computed gradient, on `checked`
     /// parameters spread over the whole vector.
     fn check_gradient(arch: Architecture, features: &[f32], labels: &[u32], checked: usize) {
+        for engine in [ComputeEngine::Native, ComputeEngine::Burn] {
+            check_gradient_with(engine, arch.clone(), features, labels, checked);
+        }
+    }
+
+    fn check_gradient_with(
+        engine: ComputeEngine,
+        arch: Architecture,
+        features: &[f32],
+        labels: &[u32],
+        checked: usize,
+    ) {
         let params = arch.initial_params(1);
-        let mut computer = GradientComputer::new(arch.clone());
+        let mut computer = GradientComputer::with_engine(arch.clone(), engine);
         let mut grad = Vec::new();
         computer
             .gradient(&params, features, labels, &mut grad)
@@ -374,7 +441,7 @@ mod tests {
             let analytic = f64::from(grad[i]);
             assert!(
                 (numeric - analytic).abs() < 2e-3 + 0.02 * analytic.abs(),
-                "param {i}: numeric {numeric} vs analytic {analytic}"
+                "{engine:?} param {i}: numeric {numeric} vs analytic {analytic}"
             );
         }
     }
@@ -411,6 +478,40 @@ mod tests {
             Architecture::new(&spec(ModelKind::Lenet5), 144, 3, Some((12, 12))).expect("arch");
         let (x, y) = seeded_batch(4, 144, 3);
         check_gradient(arch, &x, &y, 60);
+    }
+
+    #[test]
+    fn lenet_kernel_matches_burn_autodiff() {
+        for (side, batch) in [(28, 5), (13, 3)] {
+            let arch = Architecture::new(
+                &spec(ModelKind::Lenet5),
+                side * side,
+                10,
+                Some((side, side)),
+            )
+            .expect("arch");
+            let (x, y) = seeded_batch(batch, side * side, 10);
+            let params = arch.initial_params(2);
+            let (mut native, mut burn) = (Vec::new(), Vec::new());
+            let native_loss = GradientComputer::with_engine(arch.clone(), ComputeEngine::Native)
+                .gradient(&params, &x, &y, &mut native)
+                .expect("native");
+            let burn_loss = GradientComputer::with_engine(arch, ComputeEngine::Burn)
+                .gradient(&params, &x, &y, &mut burn)
+                .expect("burn");
+            assert!(
+                (native_loss - burn_loss).abs() < 1e-5,
+                "{native_loss} vs {burn_loss}"
+            );
+            assert_eq!(native.len(), burn.len());
+            let scale = burn.iter().fold(0f32, |m, g| m.max(g.abs()));
+            for (i, (a, b)) in native.iter().zip(&burn).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-4 * scale.max(1.0),
+                    "side {side} param {i}: {a} vs {b}"
+                );
+            }
+        }
     }
 
     #[test]
