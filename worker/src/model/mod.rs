@@ -175,11 +175,8 @@ pub enum ComputeEngine {
 }
 
 enum Engine {
-    Burn {
-        device: Device,
-        network: Box<Network>,
-    },
-    Lenet(lenet_kernel::LenetKernel),
+    Burn { device: Device, network: Network },
+    Lenet(Box<lenet_kernel::LenetKernel>),
 }
 
 /// Computes gradients of the mean cross-entropy for given parameters; one per function instance,
@@ -206,11 +203,11 @@ impl GradientComputer {
                     param_count,
                     "kernel and burn layouts agree"
                 );
-                Engine::Lenet(kernel)
+                Engine::Lenet(Box::new(kernel))
             }
             _ => {
                 let device = Device::flex().autodiff();
-                let network = Box::new(architecture.build(&device));
+                let network = architecture.build(&device);
                 Engine::Burn { device, network }
             }
         };
@@ -252,7 +249,7 @@ impl GradientComputer {
         let loss_value = match &mut self.engine {
             Engine::Lenet(kernel) => kernel.gradient(params, features, labels, grad),
             Engine::Burn { device, network } => {
-                let loaded = (**network).clone().map(&mut Loader {
+                let loaded = network.clone().map(&mut Loader {
                     values: params,
                     offset: 0,
                     require_grad: true,
@@ -269,7 +266,7 @@ impl GradientComputer {
                     grads: &gradients,
                     out: grad,
                 });
-                **network = loaded;
+                *network = loaded;
                 loss_value
             }
         };
