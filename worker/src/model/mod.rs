@@ -174,9 +174,11 @@ pub enum ComputeEngine {
     Burn,
 }
 
+// One engine lives per function instance, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Engine {
     Burn { device: Device, network: Network },
-    Lenet(Box<lenet_kernel::LenetKernel>),
+    Lenet(lenet_kernel::LenetKernel),
 }
 
 /// Computes gradients of the mean cross-entropy for given parameters; one per function instance,
@@ -203,7 +205,7 @@ impl GradientComputer {
                     param_count,
                     "kernel and burn layouts agree"
                 );
-                Engine::Lenet(Box::new(kernel))
+                Engine::Lenet(kernel)
             }
             _ => {
                 let device = Device::flex().autodiff();
