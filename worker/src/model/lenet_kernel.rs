@@ -174,6 +174,14 @@ fn max_pool_backward(grad_pooled: &[f32], argmax: &[u32], activations: &[f32], g
     }
 }
 
+/// Compute threads of the current rayon pool (a function's CPU share) as GEMM parallelism.
+fn parallelism() -> Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    }
+}
+
 /// Reusable buffers: allocated on the first step, reused by every later one.
 #[derive(Default)]
 struct Buffers {
@@ -222,26 +230,12 @@ impl LenetKernel {
         self.dims.offsets()[10]
     }
 
-    /// Mean cross-entropy of the batch; the gradient is written into `grad`.
-    pub fn gradient(
-        &mut self,
-        params: &[f32],
-        features: &[f32],
-        labels: &[u32],
-        grad: &mut Vec<f32>,
-    ) -> f32 {
+    /// Runs the network forward for a batch; activations stay in the buffers for the backward pass.
+    fn forward(&mut self, params: &[f32], features: &[f32], batch: usize, par: Parallelism) {
         let d = self.dims;
         let o = d.offsets();
-        let batch = labels.len();
-        let par = match rayon::current_num_threads() {
-            0 | 1 => Parallelism::None,
-            n => Parallelism::Rayon(n),
-        };
         let p = |i: usize| &params[o[i]..o[i + 1]];
         let buf = &mut self.buffers;
-        grad.clear();
-        grad.resize(o[10], 0.0);
-
         // conv1 (pad 2) as one GEMM: [6 x 25] x [25 x batch*side*side].
         let pixels = d.side * d.side;
         let n1 = batch * pixels;
@@ -361,6 +355,43 @@ impl LenetKernel {
             p(9),
             false,
         );
+    }
+
+    /// Logits `[batch, classes]` of a batch, for evaluation.
+    pub fn logits(&mut self, params: &[f32], features: &[f32], batch: usize) -> &[f32] {
+        self.forward(params, features, batch, parallelism());
+        &self.buffers.logits[..batch * self.dims.classes]
+    }
+
+    /// Mean cross-entropy of the batch; the gradient is written into `grad`.
+    pub fn gradient(
+        &mut self,
+        params: &[f32],
+        features: &[f32],
+        labels: &[u32],
+        grad: &mut Vec<f32>,
+    ) -> f32 {
+        let batch = labels.len();
+        let par = parallelism();
+        self.forward(params, features, batch, par);
+        let d = self.dims;
+        let o = d.offsets();
+        let p = |i: usize| &params[o[i]..o[i + 1]];
+        let buf = &mut self.buffers;
+        grad.clear();
+        grad.resize(o[10], 0.0);
+        let pixels = d.side * d.side;
+        let n1 = batch * pixels;
+        let plane1 = d.pooled1 * d.pooled1;
+        let plane2 = d.side2 * d.side2;
+        let n2 = batch * plane2;
+        let plane3 = d.pooled2 * d.pooled2;
+        let flat_len = d.flat();
+        let cols1 = &buf.cols1[..K * K * n1];
+        let act1 = &buf.act1[..C1 * n1];
+        let cols2 = &buf.cols2[..C1 * K * K * n2];
+        let act2 = &buf.act2[..C2 * n2];
+        let flat = &buf.flat[..batch * flat_len];
 
         // Softmax cross-entropy, mean over the batch.
         let grad_logits = sized(&mut buf.grad_logits, batch * d.classes);

@@ -283,8 +283,7 @@ impl GradientComputer {
 pub struct Evaluator {
     architecture: Architecture,
     param_count: usize,
-    device: Device,
-    network: Network,
+    engine: Engine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -293,15 +292,45 @@ pub struct Evaluation {
     pub accuracy: f64,
 }
 
+/// Summed cross-entropy and the number of correct predictions of a chunk of logits.
+fn score(logits: &[f32], labels: &[u32], classes: usize) -> (f64, usize) {
+    let mut loss = 0.0f64;
+    let mut correct = 0;
+    for (row, label) in logits.chunks(classes).zip(labels) {
+        let (best, max) = row
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, v)| {
+                if *v > bv { (i, *v) } else { (bi, bv) }
+            });
+        let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+        loss += f64::from(max + sum.ln() - row[*label as usize]);
+        correct += usize::from(best == *label as usize);
+    }
+    (loss, correct)
+}
+
 impl Evaluator {
     pub fn new(architecture: Architecture) -> Self {
-        let device = Device::flex();
-        let network = architecture.build(&device);
+        Self::with_engine(architecture, ComputeEngine::Native)
+    }
+
+    pub fn with_engine(architecture: Architecture, engine: ComputeEngine) -> Self {
+        let engine = match (engine, architecture.kind) {
+            (ComputeEngine::Native, ModelKind::Lenet5) => {
+                let side = (architecture.input_dim as f64).sqrt() as usize;
+                Engine::Lenet(lenet_kernel::LenetKernel::new(side, architecture.classes))
+            }
+            _ => {
+                let device = Device::flex();
+                let network = architecture.build(&device);
+                Engine::Burn { device, network }
+            }
+        };
         Self {
             param_count: architecture.param_count(),
             architecture,
-            device,
-            network,
+            engine,
         }
     }
 
@@ -313,30 +342,36 @@ impl Evaluator {
     ) -> Result<Evaluation, ModelError> {
         self.architecture
             .check_len(params.len(), self.param_count)?;
-        let network = self.network.clone().map(&mut Loader {
-            values: params,
-            offset: 0,
-            require_grad: false,
-        });
-        const CHUNK: usize = 1000;
         let dim = self.architecture.input_dim;
+        let classes = self.architecture.classes;
+        // Chunks bound the activation memory (LeNet's im2col buffers grow with the batch).
+        const CHUNK: usize = 250;
         let mut loss_sum = 0.0f64;
         let mut correct = 0usize;
-        for (xs, ys) in features.chunks(CHUNK * dim).zip(labels.chunks(CHUNK)) {
-            let (x, y) = batch_tensors(xs, ys, dim, &self.device);
-            let logits = network.forward(x);
-            let predicted = logits.clone().argmax(1).into_data();
-            correct += predicted
-                .iter::<i64>()
-                .zip(ys)
-                .filter(|(p, y)| *p == i64::from(**y))
-                .count();
-            let loss = CrossEntropyLossConfig::new()
-                .init(&self.device)
-                .forward(logits, y);
-            loss_sum += f64::from(scalar(loss)) * ys.len() as f64;
+        match &mut self.engine {
+            Engine::Lenet(kernel) => {
+                for (xs, ys) in features.chunks(CHUNK * dim).zip(labels.chunks(CHUNK)) {
+                    let (loss, right) = score(kernel.logits(params, xs, ys.len()), ys, classes);
+                    loss_sum += loss;
+                    correct += right;
+                }
+            }
+            Engine::Burn { device, network } => {
+                let loaded = network.clone().map(&mut Loader {
+                    values: params,
+                    offset: 0,
+                    require_grad: false,
+                });
+                for (xs, ys) in features.chunks(CHUNK * dim).zip(labels.chunks(CHUNK)) {
+                    let (x, _) = batch_tensors(xs, ys, dim, device);
+                    let logits: Vec<f32> = loaded.forward(x).into_data().iter::<f32>().collect();
+                    let (loss, right) = score(&logits, ys, classes);
+                    loss_sum += loss;
+                    correct += right;
+                }
+                *network = loaded;
+            }
         }
-        self.network = network;
         let n = labels.len().max(1) as f64;
         Ok(Evaluation {
             loss: loss_sum / n,
@@ -420,7 +455,8 @@ mod tests {
             .gradient(&params, features, labels, &mut grad)
             .expect("gradient");
         assert_eq!(grad.len(), params.len());
-        let mut evaluator = Evaluator::new(arch);
+        // burn's forward pass is the independent reference for every engine.
+        let mut evaluator = Evaluator::with_engine(arch, ComputeEngine::Burn);
         let eps = 2e-3f32;
         let stride = (params.len() / checked).max(1);
         for i in (0..params.len()).step_by(stride) {
@@ -511,6 +547,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn native_and_burn_evaluations_agree() {
+        let arch =
+            Architecture::new(&spec(ModelKind::Lenet5), 784, 10, Some((28, 28))).expect("arch");
+        let (x, y) = seeded_batch(600, 784, 10);
+        let params = arch.initial_params(3);
+        let native = Evaluator::with_engine(arch.clone(), ComputeEngine::Native)
+            .evaluate(&params, &x, &y)
+            .expect("native");
+        let burn = Evaluator::with_engine(arch, ComputeEngine::Burn)
+            .evaluate(&params, &x, &y)
+            .expect("burn");
+        assert!(
+            (native.loss - burn.loss).abs() < 1e-5,
+            "{native:?} vs {burn:?}"
+        );
+        assert_eq!(native.accuracy, burn.accuracy);
     }
 
     #[test]
