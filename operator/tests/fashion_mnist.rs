@@ -51,7 +51,7 @@ fn mlp_learns_fashion_mnist_subset() {
 }
 
 #[test]
-#[ignore = "acceptance run on the full dataset (~45 s on 2 cores)"]
+#[ignore = "acceptance run on the full dataset (about 20 s on 2 cores)"]
 fn quickstart_lenet_reaches_89_percent() {
     let outcome = run_sample("quickstart.yaml", |_| {});
     assert_eq!(
