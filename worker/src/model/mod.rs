@@ -297,12 +297,12 @@ fn score(logits: &[f32], labels: &[u32], classes: usize) -> (f64, usize) {
     let mut loss = 0.0f64;
     let mut correct = 0;
     for (row, label) in logits.chunks(classes).zip(labels) {
-        let (best, max) = row
-            .iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, v)| {
-                if *v > bv { (i, *v) } else { (bi, bv) }
-            });
+        let (best, max) =
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, v)| {
+                    if *v > bv { (i, *v) } else { (bi, bv) }
+                });
         let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
         loss += f64::from(max + sum.ln() - row[*label as usize]);
         correct += usize::from(best == *label as usize);
