@@ -134,6 +134,22 @@ fn default_shard_size() -> u32 {
     1000
 }
 
+impl DatasetSpec {
+    /// Seeded synthetic data in shards of `shard_size` (benchmarks and tests).
+    pub fn synthetic(source: SyntheticSource, shard_size: u32) -> Self {
+        Self {
+            builtin: None,
+            idx: None,
+            csv: None,
+            libsvm: None,
+            synthetic: Some(source),
+            shard_size,
+            max_train_samples: None,
+            max_test_samples: None,
+        }
+    }
+}
+
 /// IDX files (the MNIST format), raw or gzip-compressed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

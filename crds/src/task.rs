@@ -177,23 +177,17 @@ mod tests {
                 kind: ModelKind::Mlp,
                 hidden: Some(vec![8]),
             },
-            dataset: DatasetSpec {
-                builtin: None,
-                idx: None,
-                csv: None,
-                libsvm: None,
-                synthetic: Some(SyntheticSource {
+            dataset: DatasetSpec::synthetic(
+                SyntheticSource {
                     samples: 10,
                     test_samples: 10,
                     features: 2,
                     classes: 2,
                     noise: 1.0,
                     seed: 0,
-                }),
-                shard_size: 5,
-                max_train_samples: None,
-                max_test_samples: None,
-            },
+                },
+                5,
+            ),
             shards: vec![0, 1],
             store: StoreRef {
                 kind: StoreKind::Memory,

@@ -252,23 +252,17 @@ mod tests {
                 kind: ModelKind::Logistic,
                 hidden: None,
             },
-            dataset: DatasetSpec {
-                builtin: None,
-                idx: None,
-                csv: None,
-                libsvm: None,
-                synthetic: Some(SyntheticSource {
+            dataset: DatasetSpec::synthetic(
+                SyntheticSource {
                     samples: 600,
                     test_samples: 100,
                     features: 5,
                     classes: 3,
                     noise: 0.3,
                     seed: 9,
-                }),
-                shard_size: 100,
-                max_train_samples: None,
-                max_test_samples: None,
-            },
+                },
+                100,
+            ),
             shards,
             store: StoreRef {
                 kind: StoreKind::Memory,

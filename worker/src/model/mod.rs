@@ -181,6 +181,25 @@ enum Engine {
     Lenet(lenet_kernel::LenetKernel),
 }
 
+impl Engine {
+    /// The specialised kernel where the model has one and `Native` is asked for, burn on `device`
+    /// (with or without autodiff) otherwise.
+    fn new(architecture: &Architecture, engine: ComputeEngine, device: Device) -> Self {
+        match (engine, architecture.kind) {
+            (ComputeEngine::Native, ModelKind::Lenet5) => {
+                let side = (architecture.input_dim as f64).sqrt() as usize;
+                let kernel = lenet_kernel::LenetKernel::new(side, architecture.classes);
+                debug_assert_eq!(kernel.param_count(), architecture.param_count());
+                Engine::Lenet(kernel)
+            }
+            _ => {
+                let network = architecture.build(&device);
+                Engine::Burn { device, network }
+            }
+        }
+    }
+}
+
 /// Computes gradients of the mean cross-entropy for given parameters; one per function instance,
 /// reused across tasks (the warm path).
 pub struct GradientComputer {
@@ -196,23 +215,7 @@ impl GradientComputer {
 
     pub fn with_engine(architecture: Architecture, engine: ComputeEngine) -> Self {
         let param_count = architecture.param_count();
-        let engine = match (engine, architecture.kind) {
-            (ComputeEngine::Native, ModelKind::Lenet5) => {
-                let side = (architecture.input_dim as f64).sqrt() as usize;
-                let kernel = lenet_kernel::LenetKernel::new(side, architecture.classes);
-                debug_assert_eq!(
-                    kernel.param_count(),
-                    param_count,
-                    "kernel and burn layouts agree"
-                );
-                Engine::Lenet(kernel)
-            }
-            _ => {
-                let device = Device::flex().autodiff();
-                let network = architecture.build(&device);
-                Engine::Burn { device, network }
-            }
-        };
+        let engine = Engine::new(&architecture, engine, Device::flex().autodiff());
         Self {
             architecture,
             engine,
@@ -316,17 +319,7 @@ impl Evaluator {
     }
 
     pub fn with_engine(architecture: Architecture, engine: ComputeEngine) -> Self {
-        let engine = match (engine, architecture.kind) {
-            (ComputeEngine::Native, ModelKind::Lenet5) => {
-                let side = (architecture.input_dim as f64).sqrt() as usize;
-                Engine::Lenet(lenet_kernel::LenetKernel::new(side, architecture.classes))
-            }
-            _ => {
-                let device = Device::flex();
-                let network = architecture.build(&device);
-                Engine::Burn { device, network }
-            }
-        };
+        let engine = Engine::new(&architecture, engine, Device::flex());
         Self {
             param_count: architecture.param_count(),
             architecture,

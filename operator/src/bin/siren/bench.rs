@@ -106,23 +106,17 @@ pub fn train(args: &TrainBenchArgs) -> Result<(), Failure> {
         runtime: tokio::runtime::Builder::new_current_thread()
             .build()
             .context("cannot start the async runtime")?,
-        dataset: DatasetSpec {
-            builtin: None,
-            idx: None,
-            csv: None,
-            libsvm: None,
-            synthetic: Some(SyntheticSource {
+        dataset: DatasetSpec::synthetic(
+            SyntheticSource {
                 samples: args.samples.max(1),
                 test_samples: 10,
                 features: 784,
                 classes: 10,
                 noise: 1.0,
                 seed: 1,
-            }),
-            shard_size: args.samples.max(1),
-            max_train_samples: None,
-            max_test_samples: None,
-        },
+            },
+            args.samples.max(1),
+        ),
     };
     println!(
         "{:<9} {:>7} {:>8} {:>6} {:>8} {:>16} {:>16} {:>14} {:>9}",
