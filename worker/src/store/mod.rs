@@ -5,12 +5,15 @@
 //! and each update's staleness is the number of versions applied by others between its pull and
 //! its push. Network stores (Redis, S3) implement the same trait; it is async for them.
 
+mod blob;
 mod memory;
+mod redis;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use self::redis::{DEFAULT_CHUNK_VALUES, RedisStore, redact};
 pub use memory::MemoryStore;
 
 #[derive(Debug, Error)]

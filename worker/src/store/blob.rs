@@ -1,0 +1,125 @@
+//! Parameter chunks as stored blobs: a fixed header (magic, chunk index and count, model version,
+//! value count, CRC-32 of the values) followed by little-endian `f32`. A torn, truncated or foreign
+//! blob is detected instead of silently becoming parameters.
+
+use super::StoreError;
+
+const MAGIC: &[u8; 4] = b"SRN1";
+pub const HEADER_LEN: usize = 28;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkHeader {
+    pub index: u32,
+    pub chunks: u32,
+    pub version: u64,
+    pub values: u32,
+}
+
+pub fn encode_chunk(header: ChunkHeader, values: &[f32]) -> Vec<u8> {
+    let mut blob = Vec::with_capacity(HEADER_LEN + values.len() * 4);
+    blob.extend_from_slice(MAGIC);
+    blob.extend_from_slice(&header.index.to_le_bytes());
+    blob.extend_from_slice(&header.chunks.to_le_bytes());
+    blob.extend_from_slice(&header.version.to_le_bytes());
+    blob.extend_from_slice(&(values.len() as u32).to_le_bytes());
+    blob.extend_from_slice(&[0; 4]);
+    for v in values {
+        blob.extend_from_slice(&v.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&blob[HEADER_LEN..]);
+    blob[24..28].copy_from_slice(&crc.to_le_bytes());
+    blob
+}
+
+fn u32_at(blob: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([blob[at], blob[at + 1], blob[at + 2], blob[at + 3]])
+}
+
+/// Checks a blob against what the reader expects and appends its values to `out`.
+pub fn decode_chunk(
+    blob: &[u8],
+    expected: ChunkHeader,
+    out: &mut Vec<f32>,
+) -> Result<(), StoreError> {
+    let corrupt =
+        |problem: String| StoreError::Corrupt(format!("chunk {}: {problem}", expected.index));
+    if blob.len() < HEADER_LEN || &blob[..4] != MAGIC {
+        return Err(corrupt("wrong header: not a siren parameter chunk".into()));
+    }
+    let header = ChunkHeader {
+        index: u32_at(blob, 4),
+        chunks: u32_at(blob, 8),
+        version: u64::from_le_bytes([
+            blob[12], blob[13], blob[14], blob[15], blob[16], blob[17], blob[18], blob[19],
+        ]),
+        values: u32_at(blob, 20),
+    };
+    if header != expected {
+        return Err(corrupt(format!(
+            "header says {header:?}, expected {expected:?}"
+        )));
+    }
+    let payload = &blob[HEADER_LEN..];
+    if payload.len() != header.values as usize * 4 {
+        return Err(corrupt(format!(
+            "wrong length: {} bytes for {} values",
+            payload.len(),
+            header.values
+        )));
+    }
+    if crc32fast::hash(payload) != u32_at(blob, 24) {
+        return Err(corrupt("bad checksum".into()));
+    }
+    out.extend(
+        payload
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> ChunkHeader {
+        ChunkHeader {
+            index: 1,
+            chunks: 3,
+            version: 7,
+            values: 3,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_every_kind_of_damage() {
+        let blob = encode_chunk(header(), &[1.0, -2.5, 3.0]);
+        let mut out = Vec::new();
+        decode_chunk(&blob, header(), &mut out).expect("valid");
+        assert_eq!(out, vec![1.0, -2.5, 3.0]);
+
+        let check = |blob: &[u8], expected: ChunkHeader, needle: &str| {
+            let message = decode_chunk(blob, expected, &mut Vec::new())
+                .expect_err(needle)
+                .to_string();
+            assert!(message.contains(needle), "{message}");
+        };
+        let mut flipped = blob.clone();
+        flipped[HEADER_LEN + 2] ^= 1;
+        check(&flipped, header(), "bad checksum");
+        check(&blob[..blob.len() - 4], header(), "expected");
+        let mut short = blob.clone();
+        short.truncate(blob.len() - 1);
+        short[20] = 3;
+        check(&short, header(), "wrong length");
+        check(b"junk", header(), "wrong header");
+        check(
+            &blob,
+            ChunkHeader {
+                version: 8,
+                ..header()
+            },
+            "expected",
+        );
+    }
+}

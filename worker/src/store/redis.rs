@@ -1,0 +1,589 @@
+//! The Redis parameter store, for functions running in a cluster.
+//!
+//! Layout under the job's prefix `siren:<job>:`: `version`; `meta` (parameter count, chunk size and
+//! staleness counters); `chunk:<i>` blobs of at most `chunk_size` values, each stamped with the model
+//! version; `applied`, the ids of applied updates; `ckpt:<epoch>:...` checkpoints.
+//!
+//! Redis cannot add float vectors, so a push is optimistic: the client adds the delta to the model
+//! at the version it last saw, stages the new chunks under temporary keys (pipelined, so no single
+//! command moves the whole model), and a short Lua script commits them only if the version is still
+//! the one it saw: it checks, renames the staged chunks into place, bumps the version and records the
+//! update id and its staleness, all or nothing. On a conflict the client pulls and tries again. A
+//! client remembers the model it last saw, so a lone writer never reads before it writes.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Script};
+
+use super::blob::{ChunkHeader, decode_chunk, encode_chunk};
+use super::{
+    CheckpointInfo, ParameterStore, PushReceipt, Snapshot, StoreError, StoreStats, Update,
+};
+
+/// Values per chunk by default: 1 MiB of parameters.
+pub const DEFAULT_CHUNK_VALUES: usize = 256 * 1024;
+const CHECKPOINTS_KEPT: usize = 3;
+/// Staged chunks of a push that never committed (its client died) disappear after this.
+const STAGE_TTL_MS: u64 = 120_000;
+const CONFLICT_RETRIES: usize = 1_000;
+
+const COMMIT: &str = r#"
+-- KEYS: version, applied, meta, chunk keys (n), staged keys (n)
+-- ARGV: expected version, update id, base version, n
+local n = tonumber(ARGV[4])
+local function drop_staged()
+  for i = 1, n do redis.call('DEL', KEYS[3 + n + i]) end
+end
+local current = redis.call('GET', KEYS[1])
+if not current then drop_staged() return {-1, 0} end
+current = tonumber(current)
+if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then drop_staged() return {-2, current} end
+if current ~= tonumber(ARGV[1]) then drop_staged() return {-3, current} end
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[3 + n + i]) == 0 then drop_staged() return {-4, current} end
+end
+for i = 1, n do
+  redis.call('RENAME', KEYS[3 + n + i], KEYS[3 + i])
+  redis.call('PERSIST', KEYS[3 + i])
+end
+local stale = current - tonumber(ARGV[3])
+redis.call('SET', KEYS[1], current + 1)
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'updates', 1)
+redis.call('HINCRBY', KEYS[3], 'staleness_sum', stale)
+if stale > tonumber(redis.call('HGET', KEYS[3], 'staleness_max') or '0') then
+  redis.call('HSET', KEYS[3], 'staleness_max', stale)
+end
+return {current + 1, stale}
+"#;
+
+const CHECKPOINT: &str = r#"
+-- KEYS: version, checkpoint index, checkpoint version, chunk keys (n), checkpoint chunk keys (n)
+-- ARGV: epoch, n
+local n = tonumber(ARGV[2])
+local current = redis.call('GET', KEYS[1])
+if not current then return -1 end
+for i = 1, n do redis.call('COPY', KEYS[3 + i], KEYS[3 + n + i], 'REPLACE') end
+redis.call('SET', KEYS[3], current)
+redis.call('ZADD', KEYS[2], tonumber(ARGV[1]), ARGV[1])
+return tonumber(current)
+"#;
+
+const RESTORE: &str = r#"
+-- KEYS: version, meta, checkpoint version, chunk keys (n), checkpoint chunk keys (n)
+-- ARGV: n
+local n = tonumber(ARGV[1])
+local saved = redis.call('GET', KEYS[3])
+if not saved then return -1 end
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[3 + n + i]) == 0 then return -2 end
+end
+for i = 1, n do redis.call('COPY', KEYS[3 + n + i], KEYS[3 + i], 'REPLACE') end
+redis.call('SET', KEYS[1], saved)
+redis.call('HSET', KEYS[2], 'updates', 0, 'staleness_sum', 0, 'staleness_max', 0)
+return tonumber(saved)
+"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    params: usize,
+    chunk_values: usize,
+}
+
+impl Layout {
+    fn chunks(&self) -> usize {
+        self.params.div_ceil(self.chunk_values).max(1)
+    }
+
+    fn header(&self, index: usize, version: u64) -> ChunkHeader {
+        let start = index * self.chunk_values;
+        ChunkHeader {
+            index: index as u32,
+            chunks: self.chunks() as u32,
+            version,
+            values: (self.params.min(start + self.chunk_values) - start) as u32,
+        }
+    }
+}
+
+pub struct RedisStore {
+    connection: MultiplexedConnection,
+    prefix: String,
+    chunk_values: usize,
+    timeout: Duration,
+    /// The model this client last pulled or pushed; a push built on it needs no read.
+    last_seen: Mutex<Option<Snapshot>>,
+    layout: Mutex<Option<Layout>>,
+    commit: Script,
+    checkpoint: Script,
+    restore: Script,
+}
+
+/// The URL without credentials, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Removes the URL's credentials from a message, wherever a library may have echoed them.
+fn scrub(message: &str, url: &str) -> String {
+    let credentials = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo);
+    match credentials {
+        Some(userinfo) if !userinfo.is_empty() => {
+            let mut clean = message.replace(userinfo, "***");
+            if let Some((_, password)) = userinfo.split_once(':')
+                && !password.is_empty()
+            {
+                clean = clean.replace(password, "***");
+            }
+            clean
+        }
+        _ => message.to_string(),
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> StoreError {
+    // Redis errors name the failing command or I/O problem, never the URL or password.
+    StoreError::Unavailable(format!("redis: {error}"))
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://[user:password@]host:port[/db]`) for the job `job`.
+    pub async fn connect(
+        url: &str,
+        job: &str,
+        chunk_values: usize,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| {
+            StoreError::Unavailable(scrub(
+                &format!("invalid Redis URL {}: {e}", redact(url)),
+                url,
+            ))
+        })?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(scrub(
+                    &format!("cannot reach Redis at {}: {e}", redact(url)),
+                    url,
+                ))
+            })?;
+        Ok(Self {
+            connection,
+            prefix: format!("siren:{job}:"),
+            chunk_values: chunk_values.max(1),
+            timeout,
+            last_seen: Mutex::new(None),
+            layout: Mutex::new(None),
+            commit: Script::new(COMMIT),
+            checkpoint: Script::new(CHECKPOINT),
+            restore: Script::new(RESTORE),
+        })
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn chunk_keys(&self, layout: Layout, part: &str) -> Vec<String> {
+        (0..layout.chunks())
+            .map(|i| self.key(&format!("{part}{i}")))
+            .collect()
+    }
+
+    fn connection(&self) -> MultiplexedConnection {
+        self.connection.clone()
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, operation).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "redis did not answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    fn remember(&self, snapshot: Option<Snapshot>) {
+        *self.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+
+    fn remembered(&self) -> Option<Snapshot> {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn layout(&self) -> Result<Layout, StoreError> {
+        if let Some(layout) = *self.layout.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(layout);
+        }
+        let (params, chunk_values): (Option<usize>, Option<usize>) = self
+            .bounded(
+                redis::cmd("HMGET")
+                    .arg(self.key("meta"))
+                    .arg("params")
+                    .arg("chunk_values")
+                    .query_async(&mut self.connection()),
+            )
+            .await?;
+        let (Some(params), Some(chunk_values)) = (params, chunk_values) else {
+            return Err(StoreError::NoModel);
+        };
+        if chunk_values == 0 {
+            return Err(StoreError::Corrupt("stored chunk size is 0".into()));
+        }
+        let layout = Layout {
+            params,
+            chunk_values,
+        };
+        *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(layout);
+        Ok(layout)
+    }
+
+    fn encode(&self, layout: Layout, params: &[f32], version: u64) -> Vec<Vec<u8>> {
+        params
+            .chunks(layout.chunk_values)
+            .enumerate()
+            .map(|(i, values)| encode_chunk(layout.header(i, version), values))
+            .collect()
+    }
+
+    /// Removes every key under the job's prefix.
+    async fn delete_all(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .bounded(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(format!("{}*", self.prefix))
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut connection),
+                )
+                .await?;
+            if !keys.is_empty() {
+                self.bounded(
+                    redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async::<()>(&mut connection),
+                )
+                .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+#[async_trait]
+impl ParameterStore for RedisStore {
+    async fn initialize(&self, params: &[f32]) -> Result<(), StoreError> {
+        self.delete_all().await?;
+        let layout = Layout {
+            params: params.len(),
+            chunk_values: self.chunk_values,
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (key, blob) in self
+            .chunk_keys(layout, "chunk:")
+            .iter()
+            .zip(self.encode(layout, params, 0))
+        {
+            pipe.cmd("SET").arg(key).arg(blob).ignore();
+        }
+        pipe.cmd("HSET")
+            .arg(self.key("meta"))
+            .arg("params")
+            .arg(layout.params)
+            .arg("chunk_values")
+            .arg(layout.chunk_values)
+            .arg("updates")
+            .arg(0)
+            .arg("staleness_sum")
+            .arg(0)
+            .arg("staleness_max")
+            .arg(0)
+            .ignore();
+        pipe.cmd("SET").arg(self.key("version")).arg(0).ignore();
+        self.bounded(pipe.query_async::<()>(&mut self.connection()))
+            .await?;
+        *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(layout);
+        self.remember(Some(Snapshot {
+            version: 0,
+            params: params.to_vec(),
+        }));
+        Ok(())
+    }
+
+    async fn pull(&self) -> Result<Snapshot, StoreError> {
+        let layout = self.layout().await?;
+        let keys = self.chunk_keys(layout, "chunk:");
+        let (version, blobs): (Option<u64>, Vec<Option<Vec<u8>>>) = self
+            .bounded(
+                redis::pipe()
+                    .atomic()
+                    .cmd("GET")
+                    .arg(self.key("version"))
+                    .cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut self.connection()),
+            )
+            .await?;
+        let Some(version) = version else {
+            return Err(StoreError::NoModel);
+        };
+        let mut params = Vec::with_capacity(layout.params);
+        for (i, blob) in blobs.iter().enumerate() {
+            let blob = blob.as_deref().ok_or_else(|| {
+                StoreError::Corrupt(format!("chunk {i} of version {version} is missing"))
+            })?;
+            decode_chunk(blob, layout.header(i, version), &mut params)?;
+        }
+        let snapshot = Snapshot { version, params };
+        self.remember(Some(snapshot.clone()));
+        Ok(snapshot)
+    }
+
+    async fn push(&self, update: &Update) -> Result<PushReceipt, StoreError> {
+        let layout = self.layout().await?;
+        if update.delta.len() != layout.params {
+            return Err(StoreError::LengthMismatch {
+                expected: layout.params,
+                found: update.delta.len(),
+            });
+        }
+        let chunk_keys = self.chunk_keys(layout, "chunk:");
+        let id = format!("{}#{}", update.task_id, update.seq);
+        for _ in 0..CONFLICT_RETRIES {
+            let base = match self.remembered() {
+                Some(seen) => seen,
+                None => self.pull().await?,
+            };
+            if update.base_version > base.version {
+                return Err(StoreError::FutureVersion {
+                    base: update.base_version,
+                    current: base.version,
+                });
+            }
+            let params: Vec<f32> = base
+                .params
+                .iter()
+                .zip(&update.delta)
+                .map(|(p, d)| p + d)
+                .collect();
+            let token = format!("{:016x}", rand::random::<u64>());
+            let staged = self.chunk_keys(layout, &format!("stage:{token}:"));
+            let mut pipe = redis::pipe();
+            for (key, blob) in staged
+                .iter()
+                .zip(self.encode(layout, &params, base.version + 1))
+            {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(blob)
+                    .arg("PX")
+                    .arg(STAGE_TTL_MS)
+                    .ignore();
+            }
+            self.bounded(pipe.query_async::<()>(&mut self.connection()))
+                .await?;
+            let mut invocation = self.commit.prepare_invoke();
+            invocation
+                .key(self.key("version"))
+                .key(self.key("applied"))
+                .key(self.key("meta"))
+                .key(&chunk_keys)
+                .key(&staged)
+                .arg(base.version)
+                .arg(&id)
+                .arg(update.base_version)
+                .arg(chunk_keys.len());
+            let (code, value): (i64, i64) = self
+                .bounded(invocation.invoke_async(&mut self.connection()))
+                .await?;
+            match code {
+                -1 => return Err(StoreError::NoModel),
+                -2 => {
+                    return Ok(PushReceipt {
+                        version: value as u64,
+                        staleness: (value as u64).saturating_sub(update.base_version),
+                        duplicate: true,
+                    });
+                }
+                -3 | -4 => self.remember(None),
+                version => {
+                    self.remember(Some(Snapshot {
+                        version: version as u64,
+                        params,
+                    }));
+                    return Ok(PushReceipt {
+                        version: version as u64,
+                        staleness: value as u64,
+                        duplicate: false,
+                    });
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "update {id} lost {CONFLICT_RETRIES} races in a row"
+        )))
+    }
+
+    async fn checkpoint(&self, epoch: u32) -> Result<CheckpointInfo, StoreError> {
+        let layout = self.layout().await?;
+        let mut invocation = self.checkpoint.prepare_invoke();
+        invocation
+            .key(self.key("version"))
+            .key(self.key("checkpoints"))
+            .key(self.key(&format!("ckpt:{epoch}:version")))
+            .key(self.chunk_keys(layout, "chunk:"))
+            .key(self.chunk_keys(layout, &format!("ckpt:{epoch}:chunk:")))
+            .arg(epoch)
+            .arg(layout.chunks());
+        let version: i64 = self
+            .bounded(invocation.invoke_async(&mut self.connection()))
+            .await?;
+        if version < 0 {
+            return Err(StoreError::NoModel);
+        }
+        let epochs: Vec<u32> = self
+            .bounded(
+                redis::cmd("ZRANGE")
+                    .arg(self.key("checkpoints"))
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut self.connection()),
+            )
+            .await?;
+        if epochs.len() > CHECKPOINTS_KEPT {
+            for old in &epochs[..epochs.len() - CHECKPOINTS_KEPT] {
+                let mut keys = self.chunk_keys(layout, &format!("ckpt:{old}:chunk:"));
+                keys.push(self.key(&format!("ckpt:{old}:version")));
+                let mut pipe = redis::pipe();
+                pipe.cmd("UNLINK").arg(&keys).ignore();
+                pipe.cmd("ZREM")
+                    .arg(self.key("checkpoints"))
+                    .arg(old)
+                    .ignore();
+                self.bounded(pipe.query_async::<()>(&mut self.connection()))
+                    .await?;
+            }
+        }
+        Ok(CheckpointInfo {
+            epoch,
+            version: version as u64,
+        })
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointInfo>, StoreError> {
+        let epochs: Vec<u32> = self
+            .bounded(
+                redis::cmd("ZRANGE")
+                    .arg(self.key("checkpoints"))
+                    .arg(-1)
+                    .arg(-1)
+                    .query_async(&mut self.connection()),
+            )
+            .await?;
+        let Some(epoch) = epochs.first().copied() else {
+            return Ok(None);
+        };
+        let version: Option<u64> = self
+            .bounded(
+                redis::cmd("GET")
+                    .arg(self.key(&format!("ckpt:{epoch}:version")))
+                    .query_async(&mut self.connection()),
+            )
+            .await?;
+        Ok(version.map(|version| CheckpointInfo { epoch, version }))
+    }
+
+    async fn restore(&self, epoch: u32) -> Result<CheckpointInfo, StoreError> {
+        let layout = self.layout().await?;
+        let mut invocation = self.restore.prepare_invoke();
+        invocation
+            .key(self.key("version"))
+            .key(self.key("meta"))
+            .key(self.key(&format!("ckpt:{epoch}:version")))
+            .key(self.chunk_keys(layout, "chunk:"))
+            .key(self.chunk_keys(layout, &format!("ckpt:{epoch}:chunk:")))
+            .arg(layout.chunks());
+        let version: i64 = self
+            .bounded(invocation.invoke_async(&mut self.connection()))
+            .await?;
+        match version {
+            -1 => Err(StoreError::NoCheckpoint(epoch)),
+            -2 => Err(StoreError::Corrupt(format!(
+                "checkpoint of epoch {epoch} lost chunks"
+            ))),
+            version => {
+                self.remember(None);
+                Ok(CheckpointInfo {
+                    epoch,
+                    version: version as u64,
+                })
+            }
+        }
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let (version, (updates, staleness_sum, staleness_max)): (
+            Option<u64>,
+            (Option<u64>, Option<u64>, Option<u64>),
+        ) = self
+            .bounded(
+                redis::pipe()
+                    .atomic()
+                    .cmd("GET")
+                    .arg(self.key("version"))
+                    .cmd("HMGET")
+                    .arg(self.key("meta"))
+                    .arg("updates")
+                    .arg("staleness_sum")
+                    .arg("staleness_max")
+                    .query_async(&mut self.connection()),
+            )
+            .await?;
+        let version = version.ok_or(StoreError::NoModel)?;
+        Ok(StoreStats {
+            version,
+            updates: updates.unwrap_or(0),
+            staleness_sum: staleness_sum.unwrap_or(0),
+            staleness_max: staleness_max.unwrap_or(0),
+        })
+    }
+
+    async fn clear(&self) -> Result<(), StoreError> {
+        self.delete_all().await?;
+        *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.remember(None);
+        Ok(())
+    }
+}

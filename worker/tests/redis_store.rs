@@ -1,0 +1,390 @@
+//! The Redis store against a real `redis-server` (Debian package) on a free loopback port.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use siren_worker::store::{ParameterStore, RedisStore, Snapshot, StoreError, Update};
+
+struct RedisServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    fn start(extra: &[&str]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        Self::start_on(port, extra)
+    }
+
+    fn start_on(port: u16, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (apt-get install redis-server)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn raw(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("raw connection")
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn store(url: &str, job: &str, chunk_values: usize) -> RedisStore {
+    RedisStore::connect(url, job, chunk_values, Duration::from_secs(5))
+        .await
+        .expect("connect")
+}
+
+fn update(task: &str, seq: u64, base: u64, delta: Vec<f32>) -> Update {
+    Update {
+        task_id: task.into(),
+        seq,
+        base_version: base,
+        delta,
+    }
+}
+
+/// 16 writers, each with its own connection, push 200 updates each at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_lose_nothing() {
+    const WRITERS: usize = 16;
+    const UPDATES: usize = 200;
+    const LEN: usize = 1000;
+    let server = RedisServer::start(&[]);
+    let initial: Vec<f32> = (0..LEN).map(|i| i as f32).collect();
+    // Chunks of 300 values: four chunks, the last one short.
+    store(&server.url(), "race", 300)
+        .await
+        .initialize(&initial)
+        .await
+        .expect("init");
+    let delta_of = |w: usize, u: usize, i: usize| ((w * 7 + u * 3 + i) % 5) as f32 - 2.0;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let client = store(&server.url(), "race", 300).await;
+        writers.push(tokio::spawn(async move {
+            let mut max_staleness = 0;
+            for u in 0..UPDATES {
+                let base = client.pull().await.expect("pull").version;
+                let delta = (0..LEN).map(|i| delta_of(w, u, i)).collect();
+                let receipt = client
+                    .push(&update(&format!("w{w}"), u as u64, base, delta))
+                    .await
+                    .expect("push");
+                assert!(!receipt.duplicate);
+                max_staleness = max_staleness.max(receipt.staleness);
+            }
+            max_staleness
+        }));
+    }
+    let mut observed_max = 0;
+    for writer in writers {
+        observed_max = observed_max.max(writer.await.expect("writer"));
+    }
+    let reader = store(&server.url(), "race", 300).await;
+    let snapshot = reader.pull().await.expect("pull");
+    assert_eq!(snapshot.version, (WRITERS * UPDATES) as u64);
+    for (i, value) in snapshot.params.iter().enumerate() {
+        let sum: f32 = (0..WRITERS)
+            .flat_map(|w| (0..UPDATES).map(move |u| (w, u)))
+            .map(|(w, u)| delta_of(w, u, i))
+            .sum();
+        assert_eq!(*value, initial[i] + sum, "parameter {i}");
+    }
+    let stats = reader.stats().await.expect("stats");
+    assert_eq!(stats.updates, (WRITERS * UPDATES) as u64);
+    assert_eq!(stats.staleness_max, observed_max);
+    assert!(
+        stats.staleness_sum > 0,
+        "concurrent writers see stale versions"
+    );
+    println!(
+        "16 x 200 updates: mean staleness {:.2}, max {}",
+        stats.staleness_sum as f64 / stats.updates as f64,
+        stats.staleness_max
+    );
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("siren:race:chunk:0")
+        .query(&mut server.raw())
+        .expect("ttl");
+    assert_eq!(ttl, -1, "committed chunks do not keep the staging expiry");
+    let staged: Vec<String> = redis::cmd("KEYS")
+        .arg("siren:race:stage:*")
+        .query(&mut server.raw())
+        .expect("keys");
+    assert!(
+        staged.is_empty(),
+        "no staged chunks are left behind: {staged:?}"
+    );
+}
+
+#[tokio::test]
+async fn duplicates_bad_lengths_and_future_versions_change_nothing() {
+    let server = RedisServer::start(&[]);
+    let client = store(&server.url(), "rules", 2).await;
+    assert!(matches!(client.pull().await, Err(StoreError::NoModel)));
+    client.initialize(&[1.0, 1.0, 1.0]).await.expect("init");
+    let first = client
+        .push(&update("t", 0, 0, vec![1.0, 2.0, 3.0]))
+        .await
+        .expect("push");
+    let again = client
+        .push(&update("t", 0, 0, vec![1.0, 2.0, 3.0]))
+        .await
+        .expect("retry");
+    assert!(!first.duplicate && again.duplicate);
+    assert!(matches!(
+        client.push(&update("t", 1, 1, vec![1.0])).await,
+        Err(StoreError::LengthMismatch {
+            expected: 3,
+            found: 1
+        })
+    ));
+    assert!(matches!(
+        client.push(&update("t", 2, 9, vec![0.0; 3])).await,
+        Err(StoreError::FutureVersion {
+            base: 9,
+            current: 1
+        })
+    ));
+    // A second client sees exactly one applied update.
+    let other = store(&server.url(), "rules", 2).await;
+    assert_eq!(
+        other.pull().await.expect("pull"),
+        Snapshot {
+            version: 1,
+            params: vec![2.0, 3.0, 4.0]
+        }
+    );
+}
+
+#[tokio::test]
+async fn checkpoints_restore_and_clear() {
+    let server = RedisServer::start(&[]);
+    let client = store(&server.url(), "ckpt", 2).await;
+    client.initialize(&[0.0, 0.0, 0.0]).await.expect("init");
+    client
+        .push(&update("t", 0, 0, vec![1.0, 1.0, 1.0]))
+        .await
+        .expect("push");
+    assert_eq!(client.checkpoint(1).await.expect("checkpoint").version, 1);
+    client
+        .push(&update("t", 1, 1, vec![5.0, 5.0, 5.0]))
+        .await
+        .expect("push");
+    for epoch in 2..=5 {
+        client.checkpoint(epoch).await.expect("checkpoint");
+    }
+    assert_eq!(
+        client
+            .latest_checkpoint()
+            .await
+            .expect("latest")
+            .map(|c| c.epoch),
+        Some(5)
+    );
+    assert!(
+        matches!(client.restore(1).await, Err(StoreError::NoCheckpoint(1))),
+        "only 3 are kept"
+    );
+    client
+        .push(&update("t", 2, 2, vec![1.0, 1.0, 1.0]))
+        .await
+        .expect("push");
+    let restored = client.restore(5).await.expect("restore");
+    assert_eq!(restored.version, 2);
+    assert_eq!(
+        client.pull().await.expect("pull"),
+        Snapshot {
+            version: 2,
+            params: vec![6.0, 6.0, 6.0]
+        }
+    );
+    // Other jobs' keys survive a clear.
+    let neighbour = store(&server.url(), "neighbour", 2).await;
+    neighbour.initialize(&[1.0]).await.expect("init");
+    client.clear().await.expect("clear");
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("siren:ckpt:*")
+        .query(&mut server.raw())
+        .expect("keys");
+    assert!(left.is_empty(), "{left:?}");
+    assert!(neighbour.pull().await.is_ok());
+}
+
+#[tokio::test]
+async fn corrupt_and_missing_chunks_are_reported() {
+    let server = RedisServer::start(&[]);
+    let client = store(&server.url(), "damaged", 2).await;
+    client
+        .initialize(&[1.0, 2.0, 3.0, 4.0])
+        .await
+        .expect("init");
+    let mut raw = server.raw();
+    let blob: Vec<u8> = redis::cmd("GET")
+        .arg("siren:damaged:chunk:1")
+        .query(&mut raw)
+        .expect("get");
+    let mut flipped = blob.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40;
+    let _: () = redis::cmd("SET")
+        .arg("siren:damaged:chunk:1")
+        .arg(&flipped)
+        .query(&mut raw)
+        .expect("set");
+    let message = client.pull().await.expect_err("flipped bit").to_string();
+    assert!(
+        message.contains("chunk 1") && message.contains("bad checksum"),
+        "{message}"
+    );
+    let _: () = redis::cmd("SET")
+        .arg("siren:damaged:chunk:1")
+        .arg(&blob[..blob.len() - 4])
+        .query(&mut raw)
+        .expect("set");
+    assert!(
+        client
+            .pull()
+            .await
+            .expect_err("truncated")
+            .to_string()
+            .contains("chunk 1")
+    );
+    let _: () = redis::cmd("DEL")
+        .arg("siren:damaged:chunk:0")
+        .query(&mut raw)
+        .expect("del");
+    assert!(
+        client
+            .pull()
+            .await
+            .expect_err("missing")
+            .to_string()
+            .contains("chunk 0")
+    );
+}
+
+#[tokio::test]
+async fn a_dead_or_wiped_redis_is_a_clear_error() {
+    let mut server = RedisServer::start(&[]);
+    let port = server.port;
+    let client = store(&server.url(), "fragile", 100).await;
+    client.initialize(&[1.0; 10]).await.expect("init");
+    server.kill();
+    let error = client
+        .push(&update("t", 0, 0, vec![1.0; 10]))
+        .await
+        .expect_err("dead server");
+    assert!(error.is_retryable(), "{error}");
+    let error = client.pull().await.expect_err("dead server");
+    assert!(error.is_retryable(), "{error}");
+    // Restarted with empty memory: the model is gone and the store says so, not stale data.
+    let _restarted = RedisServer::start_on(port, &[]);
+    let fresh = store(&format!("redis://127.0.0.1:{port}"), "fragile", 100).await;
+    assert!(matches!(fresh.pull().await, Err(StoreError::NoModel)));
+    assert!(matches!(fresh.stats().await, Err(StoreError::NoModel)));
+}
+
+#[tokio::test]
+async fn passwords_work_and_never_show_in_errors() {
+    let server = RedisServer::start(&["--requirepass", "s3cret-pass"]);
+    let good = format!("redis://:s3cret-pass@127.0.0.1:{}", server.port);
+    let client = store(&good, "auth", 100).await;
+    client.initialize(&[1.0]).await.expect("authenticated init");
+    let bad = format!("redis://:wrong-pass@127.0.0.1:{}", server.port);
+    let message = match RedisStore::connect(&bad, "auth", 100, Duration::from_secs(5)).await {
+        Ok(store) => store.pull().await.expect_err("unauthenticated").to_string(),
+        Err(error) => error.to_string(),
+    };
+    assert!(!message.contains("wrong-pass"), "{message}");
+    let unreachable = RedisStore::connect(
+        "redis://user:hidden@127.0.0.1:1",
+        "auth",
+        100,
+        Duration::from_secs(2),
+    )
+    .await
+    .err()
+    .expect("nothing listens on port 1")
+    .to_string();
+    assert!(
+        !unreachable.contains("hidden") && unreachable.contains("***@127.0.0.1:1"),
+        "{unreachable}"
+    );
+}
+
+#[tokio::test]
+async fn large_models_round_trip_through_many_chunks() {
+    let server = RedisServer::start(&[]);
+    let client = Arc::new(store(&server.url(), "big", 64 * 1024).await);
+    let params: Vec<f32> = (0..1_000_003).map(|i| (i % 1000) as f32 * 0.5).collect();
+    client.initialize(&params).await.expect("init");
+    let delta: Vec<f32> = (0..params.len())
+        .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    client
+        .push(&update("t", 0, 0, delta.clone()))
+        .await
+        .expect("push");
+    let other = store(&server.url(), "big", 64 * 1024).await;
+    let snapshot = other.pull().await.expect("pull");
+    assert_eq!(snapshot.version, 1);
+    assert!(
+        snapshot
+            .params
+            .iter()
+            .zip(params.iter().zip(&delta))
+            .all(|(s, (p, d))| *s == p + d)
+    );
+}
