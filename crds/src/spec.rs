@@ -410,11 +410,35 @@ pub enum StoreKind {
     #[default]
     #[serde(rename = "memory")]
     Memory,
+    /// A Redis server (`url`), for functions in a cluster or in other processes.
+    #[serde(rename = "redis")]
+    Redis,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoreSpec {
     #[serde(default)]
     pub kind: StoreKind,
+    /// `redis://[user:password@]host:port[/db]` for the Redis store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Parameters per stored chunk; large models move in chunks of this many values.
+    #[serde(default = "default_chunk_values")]
+    #[schemars(range(min = 1024, max = 16777216))]
+    pub chunk_values: u32,
+}
+
+fn default_chunk_values() -> u32 {
+    256 * 1024
+}
+
+impl Default for StoreSpec {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Memory,
+            url: None,
+            chunk_values: default_chunk_values(),
+        }
+    }
 }

@@ -37,6 +37,25 @@ pub struct Task {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoreRef {
     pub kind: StoreKind,
+    /// Where a network store is (it may carry credentials: never log it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default = "default_chunk_values")]
+    pub chunk_values: u32,
+}
+
+fn default_chunk_values() -> u32 {
+    256 * 1024
+}
+
+impl StoreRef {
+    pub fn from_spec(spec: &crate::spec::StoreSpec) -> Self {
+        Self {
+            kind: spec.kind,
+            url: spec.url.clone(),
+            chunk_values: spec.chunk_values,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -164,7 +183,7 @@ impl Task {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ModelKind, StoreKind, SyntheticSource};
+    use crate::spec::{ModelKind, SyntheticSource};
 
     fn task() -> Task {
         Task {
@@ -189,9 +208,7 @@ mod tests {
                 5,
             ),
             shards: vec![0, 1],
-            store: StoreRef {
-                kind: StoreKind::Memory,
-            },
+            store: StoreRef::from_spec(&crate::spec::StoreSpec::default()),
             hyper: HyperParameters {
                 batch_size: 4,
                 learning_rate: 0.1,

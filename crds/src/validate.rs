@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::spec::{ModelKind, PricingSpec, TrainingJobSpec};
+use crate::spec::{ModelKind, PricingSpec, StoreKind, StoreSpec, TrainingJobSpec};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldError {
@@ -91,6 +91,7 @@ impl TrainingJobSpec {
             10_240,
         );
         validate_pricing(&self.backend.pricing, &mut errors);
+        validate_store(&self.store, &mut errors);
         if errors.0.is_empty() {
             Ok(())
         } else {
@@ -223,6 +224,29 @@ impl TrainingJobSpec {
                 format!("must be in (0, 1], got {target}"),
             );
         }
+    }
+}
+
+fn validate_store(store: &StoreSpec, errors: &mut ValidationErrors) {
+    errors.range_u32(
+        "spec.store.chunkValues",
+        store.chunk_values,
+        1024,
+        16_777_216,
+    );
+    match (store.kind, store.url.as_deref()) {
+        (StoreKind::Memory, Some(_)) => {
+            errors.add("spec.store.url", "the memory store takes no url")
+        }
+        (StoreKind::Redis, None) => errors.add("spec.store.url", "required for the redis store"),
+        (StoreKind::Redis, Some(url)) if url.starts_with("rediss://") => errors.add(
+            "spec.store.url",
+            "TLS (rediss://) is not supported by this build yet; use redis://",
+        ),
+        (StoreKind::Redis, Some(url)) if !url.starts_with("redis://") => {
+            errors.add("spec.store.url", "must start with redis://")
+        }
+        _ => {}
     }
 }
 

@@ -126,6 +126,11 @@ impl JobDriver {
         &self.status
     }
 
+    /// Removes everything the job keeps in its store (after its model has been saved).
+    pub async fn clean_up(&self) -> Result<(), DriverError> {
+        Ok(self.store.clear().await?)
+    }
+
     /// Runs the job to its end; on error the status says Failed and why.
     pub async fn run(
         &mut self,
@@ -326,9 +331,7 @@ impl JobDriver {
                 model: self.spec.model.clone(),
                 dataset: self.spec.dataset.clone(),
                 shards: shards.iter().skip(function).step_by(n).copied().collect(),
-                store: StoreRef {
-                    kind: self.spec.store.kind,
-                },
+                store: StoreRef::from_spec(&self.spec.store),
                 hyper: HyperParameters {
                     batch_size: training.batch_size,
                     learning_rate: training.learning_rate_at(epoch),

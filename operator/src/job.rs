@@ -2,15 +2,16 @@
 
 use std::sync::Arc;
 
-use siren_crds::{BackendKind, SchedulerPolicy, StoreKind, TrainingJob};
+use siren_crds::{BackendKind, SchedulerPolicy, StoreKind, StoreRef, TrainingJob};
 use siren_scheduler::{Action, Scheduler, StaticScheduler};
-use siren_worker::store::{MemoryStore, ParameterStore};
+use siren_worker::store::{MemoryStore, ParameterStore, connect_store};
 
 use crate::backend::{FunctionBackend, LocalBackend};
-use crate::driver::JobDriver;
+use crate::driver::{DriverError, JobDriver};
 use crate::pricing::cost_model;
 
-pub fn driver_for(job: &TrainingJob) -> JobDriver {
+/// Builds the driver, connecting to the job's store.
+pub async fn driver_for(job: &TrainingJob) -> Result<JobDriver, DriverError> {
     let spec = job.spec.clone();
     let name = job
         .metadata
@@ -20,6 +21,7 @@ pub fn driver_for(job: &TrainingJob) -> JobDriver {
     let cost_model = cost_model(&spec.backend.pricing);
     let store: Arc<dyn ParameterStore> = match spec.store.kind {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
+        _ => connect_store(&StoreRef::from_spec(&spec.store), &name).await?,
     };
     let backend: Box<dyn FunctionBackend> = match spec.backend.kind {
         BackendKind::Local => Box::new(LocalBackend::new(
@@ -33,5 +35,7 @@ pub fn driver_for(job: &TrainingJob) -> JobDriver {
             memory_mb: spec.scheduler.memory_mb,
         })),
     };
-    JobDriver::new(&name, spec, store, backend, scheduler, cost_model)
+    Ok(JobDriver::new(
+        &name, spec, store, backend, scheduler, cost_model,
+    ))
 }

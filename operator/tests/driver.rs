@@ -44,6 +44,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+fn run_job(
+    job: &TrainingJob,
+) -> Result<siren_operator::JobOutcome, siren_operator::driver::DriverError> {
+    runtime().block_on(async { driver_for(job).await?.run(&mut Silent).await })
+}
+
 /// Builds the driver by hand so the test can inspect the store afterwards.
 fn driver_with_store(job: &TrainingJob) -> (JobDriver, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
@@ -112,9 +118,7 @@ fn stops_when_the_target_accuracy_is_reached() {
     let mut job = synthetic_job("");
     job.spec.training.max_epochs = 20;
     job.spec.training.target_accuracy = Some(0.5);
-    let outcome = runtime()
-        .block_on(driver_for(&job).run(&mut Silent))
-        .expect("job runs");
+    let outcome = run_job(&job).expect("job runs");
     assert_eq!(outcome.stop_reason, StopReason::TargetReached);
     assert!(outcome.status.epoch < 20);
     assert!(outcome.status.accuracy.unwrap_or(0.0) >= 0.5);
@@ -125,14 +129,10 @@ fn never_starts_an_epoch_the_budget_cannot_pay_for() {
     let mut job = synthetic_job("");
     job.spec.training.max_epochs = 50;
     // Measure one epoch's cost, then allow about two and a half.
-    let probe = runtime()
-        .block_on(driver_for(&job).run(&mut Silent))
-        .expect("probe");
+    let probe = run_job(&job).expect("probe");
     let per_epoch = probe.status.cost_usd / f64::from(probe.status.epoch);
     job.spec.budget.max_cost_usd = Some(per_epoch * 2.5);
-    let outcome = runtime()
-        .block_on(driver_for(&job).run(&mut Silent))
-        .expect("job runs");
+    let outcome = run_job(&job).expect("job runs");
     assert_eq!(outcome.stop_reason, StopReason::BudgetExhausted);
     assert!(outcome.status.epoch >= 1 && outcome.status.epoch < 50);
     assert!(
@@ -149,12 +149,8 @@ fn same_seed_same_single_function_result() {
     let mut job = synthetic_job("");
     job.spec.scheduler.functions = 1;
     job.spec.training.max_epochs = 2;
-    let a = runtime()
-        .block_on(driver_for(&job).run(&mut Silent))
-        .expect("run a");
-    let b = runtime()
-        .block_on(driver_for(&job).run(&mut Silent))
-        .expect("run b");
+    let a = run_job(&job).expect("run a");
+    let b = run_job(&job).expect("run b");
     assert_eq!(a.params, b.params);
     assert_eq!(a.status.accuracy, b.status.accuracy);
 }
@@ -164,9 +160,7 @@ fn more_functions_than_shards_are_capped() {
     let mut job = synthetic_job("");
     job.spec.scheduler.functions = 40;
     job.spec.training.max_epochs = 1;
-    let outcome = runtime()
-        .block_on(driver_for(&job).run(&mut Silent))
-        .expect("job runs");
+    let outcome = run_job(&job).expect("job runs");
     assert_eq!(outcome.status.history[0].functions, 16);
     assert_eq!(outcome.status.history[0].samples, 4000);
 }
@@ -182,7 +176,7 @@ fn unusable_dataset_fails_the_job_with_a_reason() {
         header: false,
         test_fraction: 0.1,
     });
-    let mut driver = driver_for(&job);
+    let mut driver = runtime().block_on(driver_for(&job)).expect("driver");
     let error = runtime()
         .block_on(driver.run(&mut Silent))
         .err()
@@ -205,7 +199,7 @@ fn lenet_on_tabular_data_fails_with_a_reason() {
         kind: siren_crds::ModelKind::Lenet5,
         hidden: None,
     };
-    let mut driver = driver_for(&job);
+    let mut driver = runtime().block_on(driver_for(&job)).expect("driver");
     let error = runtime()
         .block_on(driver.run(&mut Silent))
         .err()

@@ -33,7 +33,7 @@ fn run_sample(
         .build()
         .expect("runtime");
     runtime
-        .block_on(driver_for(&job).run(&mut Silent))
+        .block_on(async { driver_for(&job).await?.run(&mut Silent).await })
         .expect("sample trains")
 }
 

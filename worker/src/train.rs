@@ -238,7 +238,7 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
     use siren_crds::{
-        DatasetSpec, HyperParameters, ModelKind, ModelSpec, StoreKind, StoreRef, SyntheticSource,
+        DatasetSpec, HyperParameters, ModelKind, ModelSpec, StoreRef, SyntheticSource,
     };
 
     fn task(shards: Vec<u32>, steps_per_push: u32) -> Task {
@@ -264,9 +264,7 @@ mod tests {
                 100,
             ),
             shards,
-            store: StoreRef {
-                kind: StoreKind::Memory,
-            },
+            store: StoreRef::from_spec(&siren_crds::StoreSpec::default()),
             hyper: HyperParameters {
                 batch_size: 16,
                 learning_rate: 0.05,

@@ -1,21 +1,47 @@
 //! The local backend: each function is a thread of this process with its own compute thread pool
-//! sized by its CPU share, and the job's store is shared in memory.
+//! sized by its CPU share. An in-memory store is shared with the driver; a network store gets one
+//! connection per function, as separate function instances would have.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use siren_crds::Task;
+use siren_crds::{StoreKind, Task};
 use siren_scheduler::{Action, CostModel};
-use siren_worker::store::ParameterStore;
+use siren_worker::store::{ParameterStore, connect_store};
 use siren_worker::{FunctionState, TaskError};
 
 use super::{Assignment, BackendError, FunctionBackend, Invocation};
 
+/// One function instance: its warm state, compute threads, event loop and (for network stores) its
+/// own store connection, all kept while it stays warm.
 struct LocalFunction {
     state: FunctionState,
     pool: Arc<rayon::ThreadPool>,
+    runtime: FunctionRuntime,
+    store: Option<Arc<dyn ParameterStore>>,
+}
+
+/// A function's event loop. Functions are dropped by the async driver (scaling down, or at the end
+/// of a job), where a runtime may not block to shut down: it is let go in the background instead.
+struct FunctionRuntime(Option<tokio::runtime::Runtime>);
+
+impl FunctionRuntime {
+    fn block_on<F: Future>(&self, future: F) -> Result<F::Output, TaskError> {
+        match &self.0 {
+            Some(runtime) => Ok(runtime.block_on(future)),
+            None => Err(TaskError::Crashed("the function's runtime is gone".into())),
+        }
+    }
+}
+
+impl Drop for FunctionRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 pub struct LocalBackend {
@@ -52,26 +78,41 @@ impl LocalBackend {
             .thread_name(|i| format!("siren-fn-compute-{i}"))
             .build()
             .map_err(|e| BackendError::Scale(format!("cannot start compute threads: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| BackendError::Scale(format!("cannot start a function runtime: {e}")))?;
         Ok(LocalFunction {
             state: FunctionState::new(),
             pool: Arc::new(pool),
+            runtime: FunctionRuntime(Some(runtime)),
+            store: None,
         })
     }
 }
 
+/// Runs a task on a function: the driver's own store when it is in memory, otherwise the
+/// function's connection to the store the task names (opened on its first task).
 fn run_on_function(
     function: &mut LocalFunction,
     task: &Task,
-    store: &dyn ParameterStore,
+    driver_store: &Arc<dyn ParameterStore>,
     progress: &AtomicU64,
 ) -> Result<siren_crds::TaskResult, TaskError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| TaskError::Crashed(format!("cannot start the function runtime: {e}")))?;
+    let store = match (task.store.kind, &function.store) {
+        (StoreKind::Memory, _) => Arc::clone(driver_store),
+        (_, Some(store)) => Arc::clone(store),
+        (_, None) => {
+            let store = function
+                .runtime
+                .block_on(connect_store(&task.store, &task.job))??;
+            function.store = Some(Arc::clone(&store));
+            store
+        }
+    };
     let pool = Arc::clone(&function.pool);
-    let state = &mut function.state;
-    pool.install(|| runtime.block_on(state.run_task(task, store, Some(progress))))
+    let (state, runtime) = (&mut function.state, &function.runtime);
+    pool.install(|| runtime.block_on(state.run_task(task, store.as_ref(), Some(progress))))?
 }
 
 #[async_trait]
@@ -127,17 +168,13 @@ impl FunctionBackend for LocalBackend {
                                     let started = Instant::now();
                                     let result = std::panic::catch_unwind(
                                         std::panic::AssertUnwindSafe(|| {
-                                            run_on_function(
-                                                function,
-                                                &task,
-                                                store.as_ref(),
-                                                &progress,
-                                            )
+                                            run_on_function(function, &task, &store, &progress)
                                         }),
                                     )
                                     .unwrap_or_else(|panic| {
                                         // The instance may be in any state after a panic: replace it.
                                         function.state = FunctionState::new();
+                                        function.store = None;
                                         Err(TaskError::Crashed(panic_message(&panic)))
                                     });
                                     done.push((

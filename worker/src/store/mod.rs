@@ -9,8 +9,12 @@ mod blob;
 mod memory;
 mod redis;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use siren_crds::{StoreKind, StoreRef};
 use thiserror::Error;
 
 pub use self::redis::{DEFAULT_CHUNK_VALUES, RedisStore, redact};
@@ -30,6 +34,8 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl StoreError {
@@ -93,4 +99,29 @@ pub trait ParameterStore: Send + Sync {
     async fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Removes everything the job keeps in the store.
     async fn clear(&self) -> Result<(), StoreError>;
+}
+
+/// How long a network store may take to answer one call before it counts as unreachable.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens the store a task names, as a function does. The memory store lives inside the driver's
+/// process, so only the local backend can hand it to its functions; it cannot be opened by name.
+pub async fn connect_store(
+    store: &StoreRef,
+    job: &str,
+) -> Result<Arc<dyn ParameterStore>, StoreError> {
+    match store.kind {
+        StoreKind::Memory => Err(StoreError::Unsupported(
+            "the memory store exists only inside the driver's process: use the local backend, or a redis store"
+                .into(),
+        )),
+        StoreKind::Redis => {
+            let url = store
+                .url
+                .as_deref()
+                .ok_or_else(|| StoreError::Unsupported("a redis store needs a url".into()))?;
+            let redis = RedisStore::connect(url, job, store.chunk_values as usize, STORE_TIMEOUT).await?;
+            Ok(Arc::new(redis))
+        }
+    }
 }

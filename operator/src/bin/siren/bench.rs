@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 use siren_crds::{
-    DatasetSpec, HyperParameters, ModelKind, ModelSpec, StoreKind, StoreRef, SyntheticSource,
+    DatasetSpec, HyperParameters, ModelKind, ModelSpec, StoreRef, StoreSpec, SyntheticSource,
     TASK_PROTOCOL_VERSION, Task,
 };
 use siren_worker::FunctionState;
@@ -191,9 +191,7 @@ impl Bench<'_> {
                 model: model.clone(),
                 dataset: self.dataset.clone(),
                 shards: vec![0],
-                store: StoreRef {
-                    kind: StoreKind::Memory,
-                },
+                store: StoreRef::from_spec(&StoreSpec::default()),
                 hyper: HyperParameters {
                     batch_size: args.batch,
                     learning_rate: 0.01,

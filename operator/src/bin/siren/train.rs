@@ -146,7 +146,9 @@ pub fn train(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let mut driver = driver_for(&job);
+    let mut driver = runtime
+        .block_on(driver_for(&job))
+        .with_context(|| format!("job {name} cannot start"))?;
     let mut terminal = Terminal { bar: None };
     println!("{HEADER}");
     let result = runtime.block_on(driver.run(&mut terminal));
@@ -178,5 +180,9 @@ pub fn train(
         save_model(path, &outcome.architecture, &outcome.params)?;
         println!("model saved to {}", path.display());
     }
+    // A finished job's keys would only take space in a shared store; a failed one keeps them.
+    runtime
+        .block_on(driver.clean_up())
+        .with_context(|| format!("job {name} finished but its store keys could not be removed"))?;
     Ok(())
 }
