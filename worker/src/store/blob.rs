@@ -15,19 +15,49 @@ pub struct ChunkHeader {
     pub values: u32,
 }
 
-pub fn encode_chunk(header: ChunkHeader, values: &[f32]) -> Vec<u8> {
-    let mut blob = Vec::with_capacity(HEADER_LEN + values.len() * 4);
-    blob.extend_from_slice(MAGIC);
-    blob.extend_from_slice(&header.index.to_le_bytes());
-    blob.extend_from_slice(&header.chunks.to_le_bytes());
-    blob.extend_from_slice(&header.version.to_le_bytes());
-    blob.extend_from_slice(&(values.len() as u32).to_le_bytes());
-    blob.extend_from_slice(&[0; 4]);
-    for v in values {
-        blob.extend_from_slice(&v.to_le_bytes());
+/// The values as little-endian bytes: a view where the machine is little-endian, a copy elsewhere.
+fn value_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
+    } else {
+        std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
-    let crc = crc32fast::hash(&blob[HEADER_LEN..]);
-    blob[24..28].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn header_bytes(header: ChunkHeader, payload: &[u8]) -> [u8; HEADER_LEN] {
+    let mut bytes = [0u8; HEADER_LEN];
+    bytes[..4].copy_from_slice(MAGIC);
+    bytes[4..8].copy_from_slice(&header.index.to_le_bytes());
+    bytes[8..12].copy_from_slice(&header.chunks.to_le_bytes());
+    bytes[12..20].copy_from_slice(&header.version.to_le_bytes());
+    bytes[20..24].copy_from_slice(&((payload.len() / 4) as u32).to_le_bytes());
+    bytes[24..28].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    bytes
+}
+
+/// A chunk as a Redis command argument, written straight into the command buffer (no blob copy).
+pub struct ChunkArg<'a> {
+    pub header: ChunkHeader,
+    pub values: &'a [f32],
+}
+
+impl redis::ToRedisArgs for ChunkArg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let payload = value_bytes(self.values);
+        let mut writer = out.writer_for_next_arg();
+        // The writer appends to an in-memory command buffer, which cannot fail.
+        let _ = writer.write_all(&header_bytes(self.header, &payload));
+        let _ = writer.write_all(&payload);
+    }
+}
+
+#[cfg(test)]
+pub fn encode_chunk(header: ChunkHeader, values: &[f32]) -> Vec<u8> {
+    let payload = value_bytes(values);
+    let mut blob = Vec::with_capacity(HEADER_LEN + payload.len());
+    blob.extend_from_slice(&header_bytes(header, &payload));
+    blob.extend_from_slice(&payload);
     blob
 }
 

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
 
-use super::blob::{ChunkHeader, decode_chunk, encode_chunk};
+use super::blob::{ChunkArg, ChunkHeader, decode_chunk};
 use super::{
     CheckpointInfo, ParameterStore, PushReceipt, Snapshot, StoreError, StoreStats, Update,
 };
@@ -183,6 +183,16 @@ impl RedisStore {
                     url,
                 ))
             })?;
+        let commit = Script::new(COMMIT);
+        let mut loader = connection.clone();
+        tokio::time::timeout(timeout, commit.load_async(&mut loader))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!("Redis at {} did not answer", redact(url)))
+            })?
+            .map_err(|e| {
+                StoreError::Unavailable(scrub(&format!("Redis at {}: {e}", redact(url)), url))
+            })?;
         Ok(Self {
             connection,
             prefix: format!("siren:{job}:"),
@@ -190,7 +200,7 @@ impl RedisStore {
             timeout,
             last_seen: Mutex::new(None),
             layout: Mutex::new(None),
-            commit: Script::new(COMMIT),
+            commit,
             checkpoint: Script::new(CHECKPOINT),
             restore: Script::new(RESTORE),
         })
@@ -227,11 +237,12 @@ impl RedisStore {
         *self.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
     }
 
-    fn remembered(&self) -> Option<Snapshot> {
+    fn remembered_version(&self) -> Option<u64> {
         self.last_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|s| s.version)
     }
 
     async fn layout(&self) -> Result<Layout, StoreError> {
@@ -261,11 +272,14 @@ impl RedisStore {
         Ok(layout)
     }
 
-    fn encode(&self, layout: Layout, params: &[f32], version: u64) -> Vec<Vec<u8>> {
+    fn encode<'a>(&self, layout: Layout, params: &'a [f32], version: u64) -> Vec<ChunkArg<'a>> {
         params
             .chunks(layout.chunk_values)
             .enumerate()
-            .map(|(i, values)| encode_chunk(layout.header(i, version), values))
+            .map(|(i, values)| ChunkArg {
+                header: layout.header(i, version),
+                values,
+            })
             .collect()
     }
 
@@ -367,7 +381,10 @@ impl ParameterStore for RedisStore {
             decode_chunk(blob, layout.header(i, version), &mut params)?;
         }
         let snapshot = Snapshot { version, params };
-        self.remember(Some(snapshot.clone()));
+        // After this client's own push the cache already holds this version: no copy needed.
+        if self.remembered_version() != Some(version) {
+            self.remember(Some(snapshot.clone()));
+        }
         Ok(snapshot)
     }
 
@@ -382,28 +399,38 @@ impl ParameterStore for RedisStore {
         let chunk_keys = self.chunk_keys(layout, "chunk:");
         let id = format!("{}#{}", update.task_id, update.seq);
         for _ in 0..CONFLICT_RETRIES {
-            let base = match self.remembered() {
-                Some(seen) => seen,
-                None => self.pull().await?,
+            // The new model is the last one this client saw plus the delta, computed under the
+            // cache's lock so the cached copy is read in place.
+            let applied = self
+                .last_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|seen| {
+                    let params: Vec<f32> = seen
+                        .params
+                        .iter()
+                        .zip(&update.delta)
+                        .map(|(p, d)| p + d)
+                        .collect();
+                    (seen.version, params)
+                });
+            let Some((base_version, params)) = applied else {
+                self.pull().await?;
+                continue;
             };
-            if update.base_version > base.version {
+            if update.base_version > base_version {
                 return Err(StoreError::FutureVersion {
                     base: update.base_version,
-                    current: base.version,
+                    current: base_version,
                 });
             }
-            let params: Vec<f32> = base
-                .params
-                .iter()
-                .zip(&update.delta)
-                .map(|(p, d)| p + d)
-                .collect();
             let token = format!("{:016x}", rand::random::<u64>());
             let staged = self.chunk_keys(layout, &format!("stage:{token}:"));
             let mut pipe = redis::pipe();
             for (key, blob) in staged
                 .iter()
-                .zip(self.encode(layout, &params, base.version + 1))
+                .zip(self.encode(layout, &params, base_version + 1))
             {
                 pipe.cmd("SET")
                     .arg(key)
@@ -412,22 +439,40 @@ impl ParameterStore for RedisStore {
                     .arg(STAGE_TTL_MS)
                     .ignore();
             }
-            self.bounded(pipe.query_async::<()>(&mut self.connection()))
-                .await?;
-            let mut invocation = self.commit.prepare_invoke();
-            invocation
-                .key(self.key("version"))
-                .key(self.key("applied"))
-                .key(self.key("meta"))
-                .key(&chunk_keys)
-                .key(&staged)
-                .arg(base.version)
+            // Staging and commit travel in one pipeline: one round trip per push.
+            pipe.cmd("EVALSHA")
+                .arg(self.commit.get_hash())
+                .arg(3 + 2 * chunk_keys.len())
+                .arg(self.key("version"))
+                .arg(self.key("applied"))
+                .arg(self.key("meta"))
+                .arg(&chunk_keys)
+                .arg(&staged)
+                .arg(base_version)
                 .arg(&id)
                 .arg(update.base_version)
                 .arg(chunk_keys.len());
-            let (code, value): (i64, i64) = self
-                .bounded(invocation.invoke_async(&mut self.connection()))
-                .await?;
+            let outcome = tokio::time::timeout(
+                self.timeout,
+                pipe.query_async::<((i64, i64),)>(&mut self.connection()),
+            )
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!("redis did not answer within {:?}", self.timeout))
+            })?;
+            let (code, value) = match outcome {
+                Ok(((code, value),)) => (code, value),
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    // A restarted server forgot the script; the staged chunks expire on their own.
+                    self.bounded(self.commit.load_async(&mut self.connection()))
+                        .await?;
+                    continue;
+                }
+                Err(error) => return Err(unavailable(error)),
+            };
             match code {
                 -1 => return Err(StoreError::NoModel),
                 -2 => {

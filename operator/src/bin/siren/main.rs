@@ -1,6 +1,7 @@
 //! `siren`: train a TrainingJob on this machine, check a manifest, measure training throughput.
 
 mod bench;
+mod store_bench;
 mod train;
 
 use std::path::PathBuf;
@@ -62,6 +63,8 @@ enum Command {
 enum BenchCommand {
     /// One function's training throughput (forward, backward, SGD step) per model.
     Train(bench::TrainBenchArgs),
+    /// Pull + push round trips through a parameter store, beside raw GET + SET of the same bytes.
+    Store(store_bench::StoreBenchArgs),
 }
 
 /// A failure with the exit code it maps to: 2 for input the user must fix, 1 for everything else.
@@ -111,6 +114,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchCommand::Train(args),
         } => bench::train(&args),
+        Command::Bench {
+            what: BenchCommand::Store(args),
+        } => store_bench::store(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,129 @@
+//! Whole training jobs whose functions share a real Redis store.
+
+use std::sync::{Arc, Mutex};
+
+use siren_crds::{JobPhase, StoreKind, TrainingJob, parse_manifest, read_manifest};
+use siren_e2e::RedisServer;
+use siren_operator::driver::DriverError;
+use siren_operator::{DriverObserver, JobOutcome, Silent, driver_for};
+
+fn synthetic_job(functions: u32, epochs: u32) -> TrainingJob {
+    let text = format!(
+        "apiVersion: siren.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: redis-synthetic
+spec:
+  model: {{kind: mlp, hidden: [32]}}
+  dataset:
+    synthetic: {{samples: 4000, testSamples: 500, features: 20, classes: 4, noise: 0.8, seed: 3}}
+    shardSize: 250
+  training: {{batchSize: 32, learningRate: 0.02, maxEpochs: {epochs}, seed: 7}}
+  scheduler: {{functions: {functions}, memoryMb: 1769}}
+"
+    );
+    parse_manifest(&text, "test").expect("valid manifest")
+}
+
+fn on_redis(mut job: TrainingJob, server: &RedisServer) -> TrainingJob {
+    job.spec.store.kind = StoreKind::Redis;
+    job.spec.store.url = Some(server.url());
+    job.spec.store.chunk_values = 4096;
+    job
+}
+
+fn run(job: &TrainingJob, observer: &mut dyn DriverObserver) -> Result<JobOutcome, DriverError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async { driver_for(job).await?.run(observer).await })
+}
+
+#[test]
+fn one_function_trains_the_same_model_on_redis_as_in_memory() {
+    let server = RedisServer::start(&[]);
+    let in_memory = run(&synthetic_job(1, 2), &mut Silent).expect("memory run");
+    let on_redis = run(&on_redis(synthetic_job(1, 2), &server), &mut Silent).expect("redis run");
+    assert_eq!(
+        on_redis.params, in_memory.params,
+        "bit for bit: the store only moves the bytes"
+    );
+    assert_eq!(on_redis.status.accuracy, in_memory.status.accuracy);
+    let updates: u64 = on_redis.status.history.iter().map(|r| r.updates).sum();
+    assert_eq!(
+        updates,
+        in_memory
+            .status
+            .history
+            .iter()
+            .map(|r| r.updates)
+            .sum::<u64>()
+    );
+}
+
+#[test]
+fn four_functions_share_the_model_through_redis() {
+    let server = RedisServer::start(&[]);
+    let outcome = run(&on_redis(synthetic_job(4, 3), &server), &mut Silent).expect("redis run");
+    assert_eq!(outcome.status.phase, JobPhase::Succeeded);
+    for record in &outcome.status.history {
+        assert_eq!(record.samples, 4000);
+        assert!(
+            record.mean_staleness > 0.0,
+            "concurrent functions see stale versions"
+        );
+    }
+    assert!(outcome.status.accuracy.unwrap_or(0.0) > 0.6);
+}
+
+#[test]
+fn mlp_sample_on_redis_matches_the_in_memory_accuracy() {
+    let server = RedisServer::start(&[]);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/samples/mlp.yaml");
+    let mut job = read_manifest(std::path::Path::new(path)).expect("sample");
+    job.spec.training.max_epochs = 3;
+    job.spec.training.target_accuracy = None;
+    let in_memory = run(&job, &mut Silent).expect("memory run");
+    let on_redis = run(&on_redis(job, &server), &mut Silent).expect("redis run");
+    let (a, b) = (
+        in_memory.status.accuracy.unwrap_or(0.0),
+        on_redis.status.accuracy.unwrap_or(0.0),
+    );
+    println!("MLP, 3 epochs, 4 functions: memory {a:.4}, redis {b:.4}");
+    assert!((a - b).abs() <= 0.01, "memory {a} vs redis {b}");
+}
+
+/// Kills redis-server when the first epoch has finished.
+struct KillAfterFirstEpoch(Arc<Mutex<RedisServer>>);
+
+impl DriverObserver for KillAfterFirstEpoch {
+    fn epoch_finished(
+        &mut self,
+        record: &siren_crds::EpochRecord,
+        _: &siren_crds::TrainingJobStatus,
+    ) {
+        if record.epoch == 1 {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).kill();
+        }
+    }
+}
+
+#[test]
+fn killing_redis_mid_job_fails_it_with_a_clear_error() {
+    let server = Arc::new(Mutex::new(RedisServer::start(&[])));
+    let job = {
+        let guard = server.lock().unwrap_or_else(|p| p.into_inner());
+        on_redis(synthetic_job(2, 5), &guard)
+    };
+    let error = run(&job, &mut KillAfterFirstEpoch(Arc::clone(&server)))
+        .err()
+        .expect("the job cannot go on without its store");
+    let message = error.to_string();
+    assert!(message.contains("store unavailable"), "{message}");
+    assert!(
+        message.contains("epoch 2") || message.contains("redis"),
+        "{message}"
+    );
+}
