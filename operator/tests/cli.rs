@@ -187,10 +187,22 @@ fn bench_prints_a_row_per_model() {
 
 #[test]
 fn store_bench_prints_a_row_per_configuration() {
-    let out = siren(&["bench", "store", "--params", "1000,2000", "--clients", "1,2", "--seconds", "0.05"]);
+    let out = siren(&[
+        "bench",
+        "store",
+        "--params",
+        "1000,2000",
+        "--clients",
+        "1,2",
+        "--seconds",
+        "0.05",
+    ]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let rows = stdout.lines().filter(|l| l.trim_start().starts_with(['1', '2'])).count();
+    let rows = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with(['1', '2']))
+        .count();
     assert_eq!(rows, 4, "{stdout}");
     let bad = siren(&["bench", "store", "--store", "mongodb://x"]);
     assert_eq!(bad.status.code(), Some(2));

@@ -97,7 +97,7 @@ impl DriverObserver for Terminal {
         let bar = ProgressBar::new(samples);
         bar.set_style(
             ProgressStyle::with_template(
-                "{msg} [{bar:40}] {pos}/{len} samples {per_sec} eta {eta}",
+                "{msg} [{bar:40}] {human_pos}/{human_len} samples, eta {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
