@@ -200,6 +200,26 @@ spec:
     }
 
     #[test]
+    fn store_settings_are_checked() {
+        let with_store = |store: &str| format!("{MINIMAL}  store:\n{store}");
+        assert!(error_of(&with_store("    kind: redis\n")).contains("spec.store.url: required"));
+        assert!(
+            error_of(&with_store("    url: redis://x:6379\n"))
+                .contains("memory store takes no url")
+        );
+        assert!(
+            error_of(&with_store("    kind: redis\n    url: http://x\n"))
+                .contains("redis:// or rediss://")
+        );
+        let ca_on_plain =
+            with_store("    kind: redis\n    url: redis://x:6379\n    caFile: /ca.pem\n");
+        assert!(error_of(&ca_on_plain).contains("spec.store.caFile"));
+        let tls =
+            with_store("    kind: redis\n    url: rediss://:pw@x:6380\n    caFile: /ca.pem\n");
+        assert!(parse_manifest(&tls, "job.yaml").is_ok());
+    }
+
+    #[test]
     fn malformed_yaml_is_an_error_not_a_panic() {
         let message = error_of("apiVersion: [unclosed\n");
         assert!(message.starts_with("job.yaml"), "{message}");

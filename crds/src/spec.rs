@@ -420,9 +420,13 @@ pub enum StoreKind {
 pub struct StoreSpec {
     #[serde(default)]
     pub kind: StoreKind,
-    /// `redis://[user:password@]host:port[/db]` for the Redis store.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS, for the Redis store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// PEM file of the certificate authority that signed the Redis server's certificate, when it is
+    /// not one the system trusts (`rediss://` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
     /// Parameters per stored chunk; large models move in chunks of this many values.
     #[serde(default = "default_chunk_values")]
     #[schemars(range(min = 1024, max = 16777216))]
@@ -438,6 +442,7 @@ impl Default for StoreSpec {
         Self {
             kind: StoreKind::Memory,
             url: None,
+            ca_file: None,
             chunk_values: default_chunk_values(),
         }
     }

@@ -40,6 +40,9 @@ pub struct StoreRef {
     /// Where a network store is (it may carry credentials: never log it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// PEM file of the CA that signed a TLS store's certificate, where the function runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
     #[serde(default = "default_chunk_values")]
     pub chunk_values: u32,
 }
@@ -53,6 +56,7 @@ impl StoreRef {
         Self {
             kind: spec.kind,
             url: spec.url.clone(),
+            ca_file: spec.ca_file.clone(),
             chunk_values: spec.chunk_values,
         }
     }

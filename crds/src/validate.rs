@@ -239,14 +239,26 @@ fn validate_store(store: &StoreSpec, errors: &mut ValidationErrors) {
             errors.add("spec.store.url", "the memory store takes no url")
         }
         (StoreKind::Redis, None) => errors.add("spec.store.url", "required for the redis store"),
-        (StoreKind::Redis, Some(url)) if url.starts_with("rediss://") => errors.add(
-            "spec.store.url",
-            "TLS (rediss://) is not supported by this build yet; use redis://",
-        ),
-        (StoreKind::Redis, Some(url)) if !url.starts_with("redis://") => {
-            errors.add("spec.store.url", "must start with redis://")
+        (StoreKind::Redis, Some(url))
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") =>
+        {
+            errors.add(
+                "spec.store.url",
+                "must start with redis:// or rediss:// (TLS)",
+            )
         }
         _ => {}
+    }
+    if store.ca_file.is_some()
+        && !store
+            .url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("rediss://"))
+    {
+        errors.add(
+            "spec.store.caFile",
+            "only applies to a TLS store (rediss://)",
+        );
     }
 }
 

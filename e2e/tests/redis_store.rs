@@ -315,3 +315,38 @@ async fn large_models_round_trip_through_many_chunks() {
             .all(|(s, (p, d))| *s == p + d)
     );
 }
+
+#[tokio::test]
+async fn tls_with_the_servers_ca_works_and_without_it_is_refused() {
+    let (server, ca) = RedisServer::start_tls();
+    let ca_pem = std::fs::read(&ca).expect("CA file");
+    let client = RedisStore::connect_tls(
+        &server.url(),
+        "tls",
+        100,
+        Duration::from_secs(5),
+        Some(&ca_pem),
+    )
+    .await
+    .expect("TLS connection trusting the test CA");
+    client.initialize(&[1.0, 2.0]).await.expect("init over TLS");
+    client
+        .push(&update("t", 0, 0, vec![1.0, 1.0]))
+        .await
+        .expect("push over TLS");
+    assert_eq!(client.pull().await.expect("pull").params, vec![2.0, 3.0]);
+    let untrusted = RedisStore::connect(&server.url(), "tls", 100, Duration::from_secs(5))
+        .await
+        .err()
+        .expect("an unknown CA is refused");
+    assert!(
+        untrusted.to_string().contains("cannot reach Redis"),
+        "{untrusted}"
+    );
+    let plain = format!("redis://127.0.0.1:{}", server.port);
+    assert!(
+        RedisStore::connect(&plain, "tls", 100, Duration::from_secs(2))
+            .await
+            .is_err()
+    );
+}

@@ -127,3 +127,13 @@ fn killing_redis_mid_job_fails_it_with_a_clear_error() {
         "{message}"
     );
 }
+
+#[test]
+fn a_job_trains_through_a_tls_redis_with_its_ca_file() {
+    let (server, ca) = RedisServer::start_tls();
+    let mut job = on_redis(synthetic_job(2, 1), &server);
+    job.spec.store.ca_file = Some(ca.display().to_string());
+    job.spec.validate().expect("rediss with a CA file is valid");
+    let outcome = run(&job, &mut Silent).expect("TLS run");
+    assert_eq!(outcome.status.history[0].samples, 4000);
+}

@@ -120,7 +120,20 @@ pub async fn connect_store(
                 .url
                 .as_deref()
                 .ok_or_else(|| StoreError::Unsupported("a redis store needs a url".into()))?;
-            let redis = RedisStore::connect(url, job, store.chunk_values as usize, STORE_TIMEOUT).await?;
+            let root_ca = match &store.ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    StoreError::Unsupported(format!("cannot read the store's CA file {path}: {e}"))
+                })?),
+                None => None,
+            };
+            let redis = RedisStore::connect_tls(
+                url,
+                job,
+                store.chunk_values as usize,
+                STORE_TIMEOUT,
+                root_ca.as_deref(),
+            )
+            .await?;
             Ok(Arc::new(redis))
         }
     }

@@ -165,12 +165,34 @@ impl RedisStore {
         chunk_values: usize,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| {
+        Self::connect_tls(url, job, chunk_values, timeout, None).await
+    }
+
+    /// Connects, trusting `root_ca` (PEM) for a `rediss://` server besides the system's roots.
+    pub async fn connect_tls(
+        url: &str,
+        job: &str,
+        chunk_values: usize,
+        timeout: Duration,
+        root_ca: Option<&[u8]>,
+    ) -> Result<Self, StoreError> {
+        let invalid = |e: redis::RedisError| {
             StoreError::Unavailable(scrub(
                 &format!("invalid Redis URL {}: {e}", redact(url)),
                 url,
             ))
-        })?;
+        };
+        let client = if url.starts_with("rediss://") {
+            // rustls needs one process-wide crypto provider; another component may have set it.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: root_ca.map(<[u8]>::to_vec),
+            };
+            redis::Client::build_with_tls(url, certificates).map_err(invalid)?
+        } else {
+            redis::Client::open(url).map_err(invalid)?
+        };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
