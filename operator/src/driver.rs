@@ -171,7 +171,7 @@ impl JobDriver {
 
         let shard_size = self.spec.dataset.shard_size as usize;
         let shard_count = splits.train.shard_count(shard_size);
-        let mut estimate: Option<(Action, EpochCostEstimate)> = None;
+        let mut estimate: Option<EpochCostEstimate> = None;
         let mut previous_loss = None;
         let mut stop_reason = StopReason::MaxEpochs;
 
@@ -182,7 +182,7 @@ impl JobDriver {
                 functions: action.functions.clamp(1, shard_count as u32),
                 memory_mb: action.memory_mb.clamp(128, 10_240),
             };
-            let predicted = estimate.map(|(_, e)| e.predict(self.cost_model.as_ref(), action));
+            let predicted = estimate.map(|e| e.predict(self.cost_model.as_ref(), action));
             if let BudgetCheck::Exhausted {
                 predicted_usd,
                 remaining_usd,
@@ -230,9 +230,10 @@ impl JobDriver {
                 .iter()
                 .map(|s| self.cost_model.invocation_cost(action.memory_mb, *s))
                 .sum();
-            estimate = Some((
+            estimate = Some(EpochCostEstimate::from_epoch(
+                self.cost_model.as_ref(),
                 action,
-                EpochCostEstimate::from_epoch(self.cost_model.as_ref(), action, &billed),
+                &billed,
             ));
             let snapshot = self.store.pull().await?;
             let evaluation = evaluate(&mut evaluator, &snapshot.params, &splits)?;
