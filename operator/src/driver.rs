@@ -375,20 +375,22 @@ impl JobDriver {
                 .backend
                 .invoke_all(assignments, Arc::clone(&progress))
                 .await;
+            // Every invocation is billed, whatever comes of its task.
+            billed.extend(
+                invocations
+                    .iter()
+                    .map(|invocation| invocation.billed_seconds),
+            );
             let mut by_task: HashMap<String, Invocation> = invocations
                 .into_iter()
                 .map(|invocation| (invocation.task_id.clone(), invocation))
                 .collect();
             let mut retry = Vec::new();
             for (assignment, attempt) in pending {
-                let (result, seconds) = match by_task.remove(&assignment.task.task_id) {
-                    Some(invocation) => (invocation.result, invocation.billed_seconds),
-                    None => (
-                        Err(TaskError::Crashed("the backend lost the invocation".into())),
-                        0.0,
-                    ),
+                let result = match by_task.remove(&assignment.task.task_id) {
+                    Some(invocation) => invocation.result,
+                    None => Err(TaskError::Crashed("the backend lost the invocation".into())),
                 };
-                billed.push(seconds);
                 match result {
                     Ok(result) => results.push(result),
                     Err(error) if error.is_retryable() && attempt < MAX_TASK_ATTEMPTS => {
@@ -405,6 +407,11 @@ impl JobDriver {
                         retry.push((Assignment { slot, task }, attempt + 1));
                     }
                     Err(error) => {
+                        // A failed epoch was still paid for: the job's spend says so.
+                        self.status.cost_usd += billed
+                            .iter()
+                            .map(|s| self.cost_model.invocation_cost(action.memory_mb, *s))
+                            .sum::<f64>();
                         return Err(DriverError::Task {
                             epoch: epoch + 1,
                             task_id: assignment.task.task_id,

@@ -216,3 +216,73 @@ fn lenet_on_tabular_data_fails_with_a_reason() {
         Some("ModelIncompatible")
     );
 }
+
+/// A backend whose every invocation ran for one second and failed for good.
+struct FailingBackend;
+
+#[async_trait::async_trait]
+impl siren_operator::backend::FunctionBackend for FailingBackend {
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+
+    async fn scale(&mut self, _: Action) -> Result<(), siren_operator::backend::BackendError> {
+        Ok(())
+    }
+
+    async fn invoke_all(
+        &mut self,
+        assignments: Vec<siren_operator::backend::Assignment>,
+        _: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Vec<siren_operator::backend::Invocation> {
+        assignments
+            .into_iter()
+            .map(|a| siren_operator::backend::Invocation {
+                task_id: a.task.task_id,
+                slot: a.slot,
+                result: Err(siren_worker::TaskError::Invalid(
+                    "the function rejected the task".into(),
+                )),
+                billed_seconds: 1.0,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_failed_epoch_still_counts_what_it_cost() {
+    let job = synthetic_job("");
+    let costs = cost_model(&job.spec.backend.pricing);
+    let mut driver = JobDriver::new(
+        "failing",
+        job.spec.clone(),
+        Arc::new(MemoryStore::new()),
+        Box::new(FailingBackend),
+        Box::new(StaticScheduler::new(Action {
+            functions: 3,
+            memory_mb: 1769,
+        })),
+        costs.clone(),
+    );
+    let error = runtime()
+        .block_on(driver.run(&mut Silent))
+        .err()
+        .expect("tasks fail");
+    assert!(
+        error.to_string().contains("the function rejected the task"),
+        "{error}"
+    );
+    let status = driver.status();
+    assert_eq!(status.phase, JobPhase::Failed);
+    assert_eq!(
+        status.condition("Failed").map(|c| c.reason.as_str()),
+        Some("TaskFailed")
+    );
+    // Non-retryable: each of the 3 tasks ran once, and all 3 invocations are charged.
+    let expected = 3.0 * costs.invocation_cost(1769, 1.0);
+    assert!(
+        (status.cost_usd - expected).abs() < 1e-12,
+        "{} vs {expected}",
+        status.cost_usd
+    );
+}
