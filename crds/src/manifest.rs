@@ -32,6 +32,10 @@ pub enum ManifestError {
     },
     #[error("{origin}: metadata.name: required")]
     MissingName { origin: String },
+    #[error(
+        "{origin}: metadata.name: `{name}` is not a DNS-1123 name (lowercase letters, digits, '-' and '.')"
+    )]
+    BadName { origin: String, name: String },
     #[error("{origin}: {errors}")]
     Invalid {
         origin: String,
@@ -83,6 +87,12 @@ pub fn parse_manifest(text: &str, origin: &str) -> Result<TrainingJob, ManifestE
     if name.is_empty() {
         return Err(ManifestError::MissingName {
             origin: origin.to_string(),
+        });
+    }
+    if !crate::is_dns_name(&name) {
+        return Err(ManifestError::BadName {
+            origin: origin.to_string(),
+            name,
         });
     }
     document

@@ -16,8 +16,12 @@ pub struct Task {
     pub protocol_version: u32,
     /// Namespaces everything the job keeps in the parameter store.
     pub job: String,
-    /// Unique per job, epoch, function and attempt; it names the task's updates in the store.
+    /// Unique per job, epoch and function, and the same for every attempt: it names the task's
+    /// updates in the store, so a retried attempt cannot apply an update an earlier one applied.
     pub task_id: String,
+    /// 1 for the first attempt, 2 for the first retry, ...
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// 0-based epoch index.
     pub epoch: u32,
     pub function: u32,
@@ -45,6 +49,10 @@ pub struct StoreRef {
     pub ca_file: Option<String>,
     #[serde(default = "default_chunk_values")]
     pub chunk_values: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 fn default_chunk_values() -> u32 {
@@ -155,6 +163,12 @@ impl Task {
                 message: message.to_string(),
             })
         };
+        if !crate::is_dns_name(&self.job) {
+            return invalid(
+                "job",
+                "must be a DNS-1123 name (lowercase letters, digits, '-' and '.')",
+            );
+        }
         if self.shards.is_empty() {
             return invalid("shards", "a task needs at least one shard");
         }
@@ -193,7 +207,8 @@ mod tests {
         Task {
             protocol_version: TASK_PROTOCOL_VERSION,
             job: "job".into(),
-            task_id: "job-e1-f0-a1".into(),
+            task_id: "job-e1-f0".into(),
+            attempt: 1,
             epoch: 0,
             function: 0,
             model: ModelSpec {

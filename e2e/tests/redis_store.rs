@@ -350,3 +350,55 @@ async fn tls_with_the_servers_ca_works_and_without_it_is_refused() {
             .is_err()
     );
 }
+
+/// A client whose cache holds version 2 must not build on it once another client has restored a
+/// checkpoint and pushed a different version 2.
+#[tokio::test]
+async fn a_restore_elsewhere_invalidates_what_a_client_remembers() {
+    let server = RedisServer::start(&[]);
+    let a = store(&server.url(), "generations", 2).await;
+    a.initialize(&[0.0, 0.0]).await.expect("init");
+    a.push(&update("a", 0, 0, vec![1.0, 1.0]))
+        .await
+        .expect("push");
+    a.checkpoint(1).await.expect("checkpoint");
+    a.push(&update("a", 1, 1, vec![1.0, 1.0]))
+        .await
+        .expect("push");
+    let b = store(&server.url(), "generations", 2).await;
+    b.restore(1).await.expect("restore");
+    b.pull().await.expect("pull");
+    b.push(&update("b", 0, 1, vec![10.0, 10.0]))
+        .await
+        .expect("push");
+    let seen = a.pull().await.expect("pull");
+    assert_eq!(
+        seen,
+        Snapshot {
+            version: 2,
+            params: vec![11.0, 11.0]
+        }
+    );
+    a.push(&update("a", 2, 2, vec![1.0, 1.0]))
+        .await
+        .expect("push");
+    assert_eq!(
+        b.pull().await.expect("pull"),
+        Snapshot {
+            version: 3,
+            params: vec![12.0, 12.0]
+        }
+    );
+}
+
+#[tokio::test]
+async fn job_names_that_are_not_safe_prefixes_are_refused() {
+    let server = RedisServer::start(&[]);
+    for job in ["a:b", "*", "UPPER", ""] {
+        let error = RedisStore::connect(&server.url(), job, 100, Duration::from_secs(2))
+            .await
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("DNS-1123"), "{job}: {error}");
+    }
+}

@@ -235,6 +235,9 @@ impl JobDriver {
                 action,
                 &billed,
             ));
+            // Charged before anything else can fail: the epoch has been paid for.
+            let spent_before = self.status.cost_usd;
+            self.status.cost_usd += epoch_cost;
             let snapshot = self.store.pull().await?;
             let evaluation = evaluate(&mut evaluator, &snapshot.params, &splits)?;
             let record = aggregate(
@@ -243,7 +246,7 @@ impl JobDriver {
                 &results,
                 seconds,
                 epoch_cost,
-                self.status.cost_usd,
+                spent_before,
                 evaluation,
             );
             self.store.checkpoint(epoch + 1).await?;
@@ -326,7 +329,8 @@ impl JobDriver {
             .map(|function| Task {
                 protocol_version: TASK_PROTOCOL_VERSION,
                 job: self.job.clone(),
-                task_id: format!("{}-e{}-f{}-a1", self.job, epoch + 1, function),
+                task_id: format!("{}-e{}-f{}", self.job, epoch + 1, function),
+                attempt: 1,
                 epoch,
                 function: function as u32,
                 model: self.spec.model.clone(),
@@ -396,13 +400,7 @@ impl JobDriver {
                     Err(error) if error.is_retryable() && attempt < MAX_TASK_ATTEMPTS => {
                         tracing::warn!(task = %assignment.task.task_id, attempt, %error, "retrying task on another function");
                         let mut task = assignment.task;
-                        task.task_id = format!(
-                            "{}-e{}-f{}-a{}",
-                            self.job,
-                            epoch + 1,
-                            task.function,
-                            attempt + 1
-                        );
+                        task.attempt = attempt + 1;
                         let slot = (assignment.slot + 1) % slots.max(1);
                         retry.push((Assignment { slot, task }, attempt + 1));
                     }

@@ -117,29 +117,64 @@ fn trains_every_epoch_and_accounts_for_every_update() {
 fn stops_when_the_target_accuracy_is_reached() {
     let mut job = synthetic_job("");
     job.spec.training.max_epochs = 20;
-    job.spec.training.target_accuracy = Some(0.5);
+    job.spec.training.target_accuracy = Some(0.8);
     let outcome = run_job(&job).expect("job runs");
+    let history = &outcome.status.history;
     assert_eq!(outcome.stop_reason, StopReason::TargetReached);
-    assert!(outcome.status.epoch < 20);
-    assert!(outcome.status.accuracy.unwrap_or(0.0) >= 0.5);
+    let last = history.last().expect("an epoch ran");
+    assert!(last.accuracy >= 0.8);
+    assert!(
+        history[..history.len() - 1]
+            .iter()
+            .all(|r| r.accuracy < 0.8),
+        "it stops at the first epoch that reaches the target: {history:?}"
+    );
+}
+
+/// Every invocation costs one unit whatever its duration, so budgets are exact in tests.
+struct UnitPrice;
+
+impl siren_scheduler::CostModel for UnitPrice {
+    fn vcpus(&self, memory_mb: u32) -> f64 {
+        f64::from(memory_mb) / 1769.0
+    }
+    fn invocation_cost(&self, _: u32, _: f64) -> f64 {
+        1.0
+    }
 }
 
 #[test]
 fn never_starts_an_epoch_the_budget_cannot_pay_for() {
     let mut job = synthetic_job("");
     job.spec.training.max_epochs = 50;
-    // Measure one epoch's cost, then allow about two and a half.
-    let probe = run_job(&job).expect("probe");
-    let per_epoch = probe.status.cost_usd / f64::from(probe.status.epoch);
-    job.spec.budget.max_cost_usd = Some(per_epoch * 2.5);
-    let outcome = run_job(&job).expect("job runs");
+    // 3 functions: 3 units per epoch. After 2 epochs 6 are spent and the next is predicted at
+    // 3 x 1.2 = 3.6, over the 7.5 budget.
+    job.spec.budget.max_cost_usd = Some(7.5);
+    let store = Arc::new(MemoryStore::new());
+    let costs: Arc<dyn siren_scheduler::CostModel> = Arc::new(UnitPrice);
+    let mut driver = JobDriver::new(
+        "budget",
+        job.spec.clone(),
+        store.clone(),
+        Box::new(LocalBackend::new(store, costs.clone())),
+        Box::new(StaticScheduler::new(Action {
+            functions: 3,
+            memory_mb: 1769,
+        })),
+        costs,
+    );
+    let outcome = runtime()
+        .block_on(driver.run(&mut Silent))
+        .expect("job runs");
     assert_eq!(outcome.stop_reason, StopReason::BudgetExhausted);
-    assert!(outcome.status.epoch >= 1 && outcome.status.epoch < 50);
-    assert!(
-        outcome.status.cost_usd <= per_epoch * 2.5,
-        "spent {} of {}",
-        outcome.status.cost_usd,
-        per_epoch * 2.5
+    assert_eq!(outcome.status.epoch, 2);
+    assert_eq!(outcome.status.cost_usd, 6.0);
+    assert_eq!(
+        outcome
+            .status
+            .condition("Succeeded")
+            .map(|c| c.reason.as_str()),
+        Some("BudgetExhausted")
     );
 }
 

@@ -155,7 +155,7 @@ impl FunctionState {
         let mut batch_x = Vec::with_capacity(hyper.batch_size as usize * train.dim);
         let mut batch_y = Vec::with_capacity(hyper.batch_size as usize);
         let (mut loss_sum, mut samples, mut batches, mut updates) = (0.0f64, 0u64, 0u64, 0u64);
-        let (mut staleness_sum, mut staleness_max) = (0u64, 0u64);
+        let (mut staleness_sum, mut staleness_max, mut fresh_updates) = (0u64, 0u64, 0u64);
         let batch_list: Vec<&[usize]> = order.chunks(hyper.batch_size as usize).collect();
 
         for (seq, group) in batch_list.chunks(hyper.steps_per_push as usize).enumerate() {
@@ -195,8 +195,11 @@ impl FunctionState {
             update.base_version = snapshot.version;
             let receipt = store.push(&update).await?;
             timing.push += t.elapsed().as_secs_f64();
+            // A duplicate was applied by an earlier attempt of this task: it is still one of this
+            // task's updates in the store, but its staleness belongs to that attempt.
+            updates += 1;
             if !receipt.duplicate {
-                updates += 1;
+                fresh_updates += 1;
                 staleness_sum += receipt.staleness;
                 staleness_max = staleness_max.max(receipt.staleness);
             }
@@ -220,8 +223,8 @@ impl FunctionState {
                 0.0
             },
             staleness: StalenessStats {
-                mean: if updates > 0 {
-                    staleness_sum as f64 / updates as f64
+                mean: if fresh_updates > 0 {
+                    staleness_sum as f64 / fresh_updates as f64
                 } else {
                     0.0
                 },
@@ -245,7 +248,8 @@ mod tests {
         Task {
             protocol_version: TASK_PROTOCOL_VERSION,
             job: "t".into(),
-            task_id: "t-e1-f0-a1".into(),
+            task_id: "t-e1-f0".into(),
+            attempt: 1,
             epoch: 0,
             function: 0,
             model: ModelSpec {
@@ -310,7 +314,7 @@ mod tests {
         assert_eq!(store.stats().await.expect("stats").version, 19);
 
         let mut second = task(vec![1, 3], 4);
-        second.task_id = "t-e1-f1-a1".into();
+        second.task_id = "t-e1-f1".into();
         let result = function
             .run_task(&second, &store, None)
             .await
@@ -318,6 +322,34 @@ mod tests {
         assert!(!result.cold_start);
         assert_eq!(result.batches, 13);
         assert_eq!(result.updates, 4, "13 batches, 4 per push");
+    }
+
+    /// A retry keeps the task id, so the store recognises every update an earlier attempt applied.
+    #[tokio::test]
+    async fn a_retried_task_applies_none_of_its_updates_twice() {
+        let t = task(vec![0, 1], 1);
+        let store = store_for(&t).await;
+        let first = FunctionState::new()
+            .run_task(&t, &store, None)
+            .await
+            .expect("first attempt");
+        let version = store.stats().await.expect("stats").version;
+        assert_eq!(version, first.updates);
+        let mut retry = t.clone();
+        retry.attempt = 2;
+        let second = FunctionState::new()
+            .run_task(&retry, &store, None)
+            .await
+            .expect("retry");
+        assert_eq!(
+            store.stats().await.expect("stats").version,
+            version,
+            "nothing applied twice"
+        );
+        assert_eq!(
+            second.updates, first.updates,
+            "the retry accounts for the same updates"
+        );
     }
 
     #[tokio::test]

@@ -112,7 +112,14 @@ fn run_on_function(
     };
     let pool = Arc::clone(&function.pool);
     let (state, runtime) = (&mut function.state, &function.runtime);
-    pool.install(|| runtime.block_on(state.run_task(task, store.as_ref(), Some(progress))))?
+    let result =
+        pool.install(|| runtime.block_on(state.run_task(task, store.as_ref(), Some(progress))))?;
+    if result.as_ref().is_err_and(TaskError::is_retryable) {
+        // The connection may be what failed (a restarted server, a dropped socket): the next task
+        // on this function opens a fresh one.
+        function.store = None;
+    }
+    result
 }
 
 #[async_trait]

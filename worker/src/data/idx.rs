@@ -7,6 +7,7 @@ use std::path::Path;
 use super::DataError;
 
 const UNSIGNED_BYTE: u8 = 0x08;
+const MAX_INFLATED_BYTES: u64 = 8 << 30;
 
 /// Reads the whole file, transparently inflating gzip.
 pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
@@ -16,9 +17,17 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
     })?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut inflated = Vec::with_capacity(raw.len() * 4);
+        // Bounded, so that a small malicious file cannot inflate into all of memory.
         flate2::read::GzDecoder::new(raw.as_slice())
+            .take(MAX_INFLATED_BYTES + 1)
             .read_to_end(&mut inflated)
             .map_err(|e| DataError::corrupt(path, format!("gzip stream is damaged: {e}")))?;
+        if inflated.len() as u64 > MAX_INFLATED_BYTES {
+            return Err(DataError::corrupt(
+                path,
+                format!("inflates to more than {MAX_INFLATED_BYTES} bytes"),
+            ));
+        }
         Ok(inflated)
     } else {
         Ok(raw)

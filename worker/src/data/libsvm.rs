@@ -7,6 +7,9 @@ use std::path::Path;
 use super::csv::parse_label;
 use super::{DataError, Dataset};
 
+/// Dense rows are built from the sparse ones, so the feature count bounds memory.
+const MAX_FEATURES: usize = 1 << 24;
+
 struct Row {
     label: u32,
     entries: Vec<(usize, f32)>,
@@ -53,6 +56,11 @@ pub fn read_libsvm(path: &Path, features: Option<usize>) -> Result<Dataset, Data
             if index == 0 {
                 return Err(bad("uses index 0, but LibSVM indices start at 1"));
             }
+            if index > MAX_FEATURES {
+                return Err(bad(&format!(
+                    "has an index beyond the {MAX_FEATURES} features Siren supports"
+                )));
+            }
             let value: f32 = value
                 .parse()
                 .map_err(|_| bad("has a value that is not a number"))?;
@@ -76,7 +84,20 @@ pub fn read_libsvm(path: &Path, features: Option<usize>) -> Result<Dataset, Data
     if dim == 0 {
         return Err(DataError::corrupt(path, "no features in file"));
     }
-    let mut dense = vec![0.0f32; rows.len() * dim];
+    let cells = rows
+        .len()
+        .checked_mul(dim)
+        .filter(|c| *c <= super::MAX_VALUES)
+        .ok_or_else(|| {
+            DataError::corrupt(
+                path,
+                format!(
+                    "{} rows of {dim} features are too large to hold in memory",
+                    rows.len()
+                ),
+            )
+        })?;
+    let mut dense = vec![0.0f32; cells];
     for (r, row) in rows.iter().enumerate() {
         for (index, value) in &row.entries {
             dense[r * dim + index] = *value;

@@ -19,6 +19,12 @@ pub use normalize::Normalizer;
 pub use source::{DataSplits, builtin_dir, cached_splits, load_splits};
 pub use synthetic::generate_synthetic;
 
+/// At most this many classes: a label is a class index, and one stray huge label would otherwise
+/// build a model with that many outputs.
+pub const MAX_CLASSES: usize = 10_000;
+/// At most this many feature values in one split (16 GiB of f32).
+pub const MAX_VALUES: usize = 1 << 32;
+
 #[derive(Debug, Error)]
 pub enum DataError {
     #[error("cannot read {path}: {source}")]
@@ -73,6 +79,12 @@ impl Dataset {
                 "{} feature values do not make {} samples of {dim} features",
                 features.len(),
                 labels.len()
+            )));
+        }
+        if classes > MAX_CLASSES {
+            return Err(DataError::Invalid(format!(
+                "{classes} classes (labels up to {}) is more than the {MAX_CLASSES} Siren supports",
+                classes - 1
             )));
         }
         if let Some(bad) = labels.iter().find(|l| **l as usize >= classes) {

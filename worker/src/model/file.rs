@@ -69,7 +69,29 @@ pub fn load_model(path: &Path) -> Result<ModelFile, ModelError> {
         ));
     }
     let body = &bytes[newline + 1..];
-    if body.len() != header.params * 4 {
+    // The header is untrusted: rebuild the architecture through its checks before sizing anything.
+    let spec = siren_crds::ModelSpec {
+        kind: header.architecture.kind,
+        hidden: (header.architecture.kind == siren_crds::ModelKind::Mlp).then(|| {
+            header
+                .architecture
+                .hidden
+                .iter()
+                .map(|w| *w as u32)
+                .collect()
+        }),
+    };
+    let checked = Architecture::new(
+        &spec,
+        header.architecture.input_dim,
+        header.architecture.classes,
+        None,
+    )
+    .map_err(|e| file_error(path, format!("describes an impossible model: {e}")))?;
+    if checked != header.architecture {
+        return Err(file_error(path, "describes an impossible model"));
+    }
+    if Some(body.len()) != header.params.checked_mul(4) {
         return Err(file_error(
             path,
             format!(

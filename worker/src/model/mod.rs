@@ -52,6 +52,28 @@ impl Architecture {
         classes: usize,
         image: Option<(usize, usize)>,
     ) -> Result<Self, ModelError> {
+        let model = spec.kind.as_str();
+        if input_dim == 0
+            || input_dim > 1 << 24
+            || classes == 0
+            || classes > crate::data::MAX_CLASSES
+        {
+            return Err(ModelError::Incompatible {
+                model,
+                reason: format!("{input_dim} features and {classes} classes are out of range"),
+            });
+        }
+        if spec.kind == ModelKind::Mlp
+            && spec
+                .hidden_layers()
+                .iter()
+                .any(|w| *w == 0 || *w > siren_crds::validate::MAX_LAYER_WIDTH)
+        {
+            return Err(ModelError::Incompatible {
+                model,
+                reason: "hidden layer widths must be between 1 and 65,536".into(),
+            });
+        }
         if spec.kind == ModelKind::Lenet5 {
             let square = matches!(image, Some((h, w)) if h == w) || image.is_none();
             let side = (input_dim as f64).sqrt() as usize;

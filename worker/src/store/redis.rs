@@ -31,23 +31,26 @@ const STAGE_TTL_MS: u64 = 120_000;
 const CONFLICT_RETRIES: usize = 1_000;
 
 const COMMIT: &str = r#"
--- KEYS: version, applied, meta, chunk keys (n), staged keys (n)
--- ARGV: expected version, update id, base version, n
+-- KEYS: version, applied, meta, generation, chunk keys (n), staged keys (n)
+-- ARGV: expected version, update id, base version, n, expected generation
 local n = tonumber(ARGV[4])
 local function drop_staged()
-  for i = 1, n do redis.call('DEL', KEYS[3 + n + i]) end
+  for i = 1, n do redis.call('DEL', KEYS[4 + n + i]) end
 end
 local current = redis.call('GET', KEYS[1])
 if not current then drop_staged() return {-1, 0} end
 current = tonumber(current)
 if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then drop_staged() return {-2, current} end
-if current ~= tonumber(ARGV[1]) then drop_staged() return {-3, current} end
-for i = 1, n do
-  if redis.call('EXISTS', KEYS[3 + n + i]) == 0 then drop_staged() return {-4, current} end
+if current ~= tonumber(ARGV[1]) or redis.call('GET', KEYS[4]) ~= ARGV[5] then
+  drop_staged()
+  return {-3, current}
 end
 for i = 1, n do
-  redis.call('RENAME', KEYS[3 + n + i], KEYS[3 + i])
-  redis.call('PERSIST', KEYS[3 + i])
+  if redis.call('EXISTS', KEYS[4 + n + i]) == 0 then drop_staged() return {-4, current} end
+end
+for i = 1, n do
+  redis.call('RENAME', KEYS[4 + n + i], KEYS[4 + i])
+  redis.call('PERSIST', KEYS[4 + i])
 end
 local stale = current - tonumber(ARGV[3])
 redis.call('SET', KEYS[1], current + 1)
@@ -73,19 +76,27 @@ return tonumber(current)
 "#;
 
 const RESTORE: &str = r#"
--- KEYS: version, meta, checkpoint version, chunk keys (n), checkpoint chunk keys (n)
--- ARGV: n
+-- KEYS: version, meta, checkpoint version, generation, applied, chunk keys (n), checkpoint chunk keys (n)
+-- ARGV: n, new generation
 local n = tonumber(ARGV[1])
 local saved = redis.call('GET', KEYS[3])
 if not saved then return -1 end
 for i = 1, n do
-  if redis.call('EXISTS', KEYS[3 + n + i]) == 0 then return -2 end
+  if redis.call('EXISTS', KEYS[5 + n + i]) == 0 then return -2 end
 end
-for i = 1, n do redis.call('COPY', KEYS[3 + n + i], KEYS[3 + i], 'REPLACE') end
+for i = 1, n do redis.call('COPY', KEYS[5 + n + i], KEYS[5 + i], 'REPLACE') end
 redis.call('SET', KEYS[1], saved)
+-- A new generation: versions after a restore repeat numbers with different models, and epochs
+-- after it re-run with the same update ids.
+redis.call('SET', KEYS[4], ARGV[2])
+redis.call('DEL', KEYS[5])
 redis.call('HSET', KEYS[2], 'updates', 0, 'staleness_sum', 0, 'staleness_max', 0)
 return tonumber(saved)
 "#;
+
+/// Largest model a store will load (2^30 values, 4 GiB), so a damaged parameter count cannot make a
+/// client allocate without bound.
+const MAX_PARAMS: usize = 1 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
@@ -109,35 +120,43 @@ impl Layout {
     }
 }
 
+/// A model version is only identified by its number within one generation: `initialize` and
+/// `restore` start a new generation, after which numbers repeat with other parameters.
+struct Seen {
+    generation: String,
+    snapshot: Snapshot,
+}
+
 pub struct RedisStore {
     connection: MultiplexedConnection,
     prefix: String,
     chunk_values: usize,
     timeout: Duration,
-    /// The model this client last pulled or pushed; a push built on it needs no read.
-    last_seen: Mutex<Option<Snapshot>>,
+    /// The model this client last pulled or pushed, with its generation; a push built on it needs
+    /// no read.
+    last_seen: Mutex<Option<Seen>>,
     layout: Mutex<Option<Layout>>,
     commit: Script,
     checkpoint: Script,
     restore: Script,
 }
 
-/// The URL without credentials, for messages.
+/// The URL without credentials, for messages (whether or not it names a scheme).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}***@{host}"),
+        None => url.to_string(),
     }
 }
 
 /// Removes the URL's credentials from a message, wherever a library may have echoed them.
 fn scrub(message: &str, url: &str) -> String {
-    let credentials = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.rsplit_once('@'))
-        .map(|(userinfo, _)| userinfo);
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let credentials = rest.rsplit_once('@').map(|(userinfo, _)| userinfo);
     match credentials {
         Some(userinfo) if !userinfo.is_empty() => {
             let mut clean = message.replace(userinfo, "***");
@@ -150,6 +169,10 @@ fn scrub(message: &str, url: &str) -> String {
         }
         _ => message.to_string(),
     }
+}
+
+fn new_generation() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 fn unavailable(error: redis::RedisError) -> StoreError {
@@ -176,6 +199,11 @@ impl RedisStore {
         timeout: Duration,
         root_ca: Option<&[u8]>,
     ) -> Result<Self, StoreError> {
+        if !siren_crds::is_dns_name(job) {
+            return Err(StoreError::Unsupported(format!(
+                "job name `{job}` is not a DNS-1123 name; it would not make a safe key prefix"
+            )));
+        }
         let invalid = |e: redis::RedisError| {
             StoreError::Unavailable(scrub(
                 &format!("invalid Redis URL {}: {e}", redact(url)),
@@ -255,16 +283,16 @@ impl RedisStore {
         }
     }
 
-    fn remember(&self, snapshot: Option<Snapshot>) {
-        *self.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    fn remember(&self, seen: Option<Seen>) {
+        *self.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = seen;
     }
 
-    fn remembered_version(&self) -> Option<u64> {
+    fn remembers(&self, generation: &str, version: u64) -> bool {
         self.last_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|s| s.version)
+            .is_some_and(|seen| seen.generation == generation && seen.snapshot.version == version)
     }
 
     async fn layout(&self) -> Result<Layout, StoreError> {
@@ -283,8 +311,10 @@ impl RedisStore {
         let (Some(params), Some(chunk_values)) = (params, chunk_values) else {
             return Err(StoreError::NoModel);
         };
-        if chunk_values == 0 {
-            return Err(StoreError::Corrupt("stored chunk size is 0".into()));
+        if chunk_values == 0 || params > MAX_PARAMS {
+            return Err(StoreError::Corrupt(format!(
+                "stored layout of {params} parameters in chunks of {chunk_values} is not plausible"
+            )));
         }
         let layout = Layout {
             params,
@@ -368,12 +398,20 @@ impl ParameterStore for RedisStore {
             .arg(0)
             .ignore();
         pipe.cmd("SET").arg(self.key("version")).arg(0).ignore();
+        let generation = new_generation();
+        pipe.cmd("SET")
+            .arg(self.key("generation"))
+            .arg(&generation)
+            .ignore();
         self.bounded(pipe.query_async::<()>(&mut self.connection()))
             .await?;
         *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(layout);
-        self.remember(Some(Snapshot {
-            version: 0,
-            params: params.to_vec(),
+        self.remember(Some(Seen {
+            generation,
+            snapshot: Snapshot {
+                version: 0,
+                params: params.to_vec(),
+            },
         }));
         Ok(())
     }
@@ -381,18 +419,20 @@ impl ParameterStore for RedisStore {
     async fn pull(&self) -> Result<Snapshot, StoreError> {
         let layout = self.layout().await?;
         let keys = self.chunk_keys(layout, "chunk:");
-        let (version, blobs): (Option<u64>, Vec<Option<Vec<u8>>>) = self
-            .bounded(
+        let (version, generation, blobs): (Option<u64>, Option<String>, Vec<Option<Vec<u8>>>) =
+            self.bounded(
                 redis::pipe()
                     .atomic()
                     .cmd("GET")
                     .arg(self.key("version"))
+                    .cmd("GET")
+                    .arg(self.key("generation"))
                     .cmd("MGET")
                     .arg(&keys)
                     .query_async(&mut self.connection()),
             )
             .await?;
-        let Some(version) = version else {
+        let (Some(version), Some(generation)) = (version, generation) else {
             return Err(StoreError::NoModel);
         };
         let mut params = Vec::with_capacity(layout.params);
@@ -403,9 +443,12 @@ impl ParameterStore for RedisStore {
             decode_chunk(blob, layout.header(i, version), &mut params)?;
         }
         let snapshot = Snapshot { version, params };
-        // After this client's own push the cache already holds this version: no copy needed.
-        if self.remembered_version() != Some(version) {
-            self.remember(Some(snapshot.clone()));
+        // After this client's own push the cache already holds this model: no copy needed.
+        if !self.remembers(&generation, version) {
+            self.remember(Some(Seen {
+                generation,
+                snapshot: snapshot.clone(),
+            }));
         }
         Ok(snapshot)
     }
@@ -420,6 +463,7 @@ impl ParameterStore for RedisStore {
         }
         let chunk_keys = self.chunk_keys(layout, "chunk:");
         let id = format!("{}#{}", update.task_id, update.seq);
+        let mut refreshed = false;
         for _ in 0..CONFLICT_RETRIES {
             // The new model is the last one this client saw plus the delta, computed under the
             // cache's lock so the cached copy is read in place.
@@ -430,22 +474,31 @@ impl ParameterStore for RedisStore {
                 .as_ref()
                 .map(|seen| {
                     let params: Vec<f32> = seen
+                        .snapshot
                         .params
                         .iter()
                         .zip(&update.delta)
                         .map(|(p, d)| p + d)
                         .collect();
-                    (seen.version, params)
+                    (seen.generation.clone(), seen.snapshot.version, params)
                 });
-            let Some((base_version, params)) = applied else {
+            let Some((generation, base_version, params)) = applied else {
                 self.pull().await?;
+                refreshed = true;
                 continue;
             };
             if update.base_version > base_version {
-                return Err(StoreError::FutureVersion {
-                    base: update.base_version,
-                    current: base_version,
-                });
+                // The cache may only be behind (another task of this client pulled earlier):
+                // only the server's own version can say the update is from the future.
+                if refreshed {
+                    return Err(StoreError::FutureVersion {
+                        base: update.base_version,
+                        current: base_version,
+                    });
+                }
+                self.pull().await?;
+                refreshed = true;
+                continue;
             }
             let token = format!("{:016x}", rand::random::<u64>());
             let staged = self.chunk_keys(layout, &format!("stage:{token}:"));
@@ -464,16 +517,18 @@ impl ParameterStore for RedisStore {
             // Staging and commit travel in one pipeline: one round trip per push.
             pipe.cmd("EVALSHA")
                 .arg(self.commit.get_hash())
-                .arg(3 + 2 * chunk_keys.len())
+                .arg(4 + 2 * chunk_keys.len())
                 .arg(self.key("version"))
                 .arg(self.key("applied"))
                 .arg(self.key("meta"))
+                .arg(self.key("generation"))
                 .arg(&chunk_keys)
                 .arg(&staged)
                 .arg(base_version)
                 .arg(&id)
                 .arg(update.base_version)
-                .arg(chunk_keys.len());
+                .arg(chunk_keys.len())
+                .arg(&generation);
             let outcome = tokio::time::timeout(
                 self.timeout,
                 pipe.query_async::<((i64, i64),)>(&mut self.connection()),
@@ -506,9 +561,12 @@ impl ParameterStore for RedisStore {
                 }
                 -3 | -4 => self.remember(None),
                 version => {
-                    self.remember(Some(Snapshot {
-                        version: version as u64,
-                        params,
+                    self.remember(Some(Seen {
+                        generation,
+                        snapshot: Snapshot {
+                            version: version as u64,
+                            params,
+                        },
                     }));
                     return Ok(PushReceipt {
                         version: version as u64,
@@ -599,9 +657,12 @@ impl ParameterStore for RedisStore {
             .key(self.key("version"))
             .key(self.key("meta"))
             .key(self.key(&format!("ckpt:{epoch}:version")))
+            .key(self.key("generation"))
+            .key(self.key("applied"))
             .key(self.chunk_keys(layout, "chunk:"))
             .key(self.chunk_keys(layout, &format!("ckpt:{epoch}:chunk:")))
-            .arg(layout.chunks());
+            .arg(layout.chunks())
+            .arg(new_generation());
         let version: i64 = self
             .bounded(invocation.invoke_async(&mut self.connection()))
             .await?;
@@ -652,5 +713,23 @@ impl ParameterStore for RedisStore {
         *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.remember(None);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_survive_redaction() {
+        assert_eq!(
+            redact("redis://user:pw@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redact("user:pw@host:6379"), "***@host:6379");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+        let message = scrub("failed for user:pw and pw", "rediss://user:pw@host");
+        assert!(!message.contains("pw"), "{message}");
+        assert!(!scrub("bad pw", "user:pw@host").contains("pw"));
     }
 }

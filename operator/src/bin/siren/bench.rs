@@ -186,6 +186,7 @@ impl Bench<'_> {
                 protocol_version: TASK_PROTOCOL_VERSION,
                 job: "bench".into(),
                 task_id: format!("bench-{}-{repeat}", kind.as_str()),
+                attempt: 1,
                 epoch: repeat as u32,
                 function: 0,
                 model: model.clone(),
