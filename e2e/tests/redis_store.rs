@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use siren_e2e::RedisServer;
-use siren_worker::store::{ParameterStore, RedisStore, Snapshot, StoreError, Update};
+use siren_worker::store::{ParameterStore, RedisStore, Snapshot, StoreError, Update, conformance};
 
 async fn store(url: &str, job: &str, chunk_values: usize) -> RedisStore {
     RedisStore::connect(url, job, chunk_values, Duration::from_secs(5))
@@ -24,53 +24,15 @@ fn update(task: &str, seq: u64, base: u64, delta: Vec<f32>) -> Update {
 /// 16 writers, each with its own connection, push 200 updates each at the same time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_lose_nothing() {
-    const WRITERS: usize = 16;
-    const UPDATES: usize = 200;
-    const LEN: usize = 1000;
     let server = RedisServer::start(&[]);
-    let initial: Vec<f32> = (0..LEN).map(|i| i as f32).collect();
+    let url = server.url();
     // Chunks of 300 values: four chunks, the last one short.
-    store(&server.url(), "race", 300)
-        .await
-        .initialize(&initial)
-        .await
-        .expect("init");
-    let delta_of = |w: usize, u: usize, i: usize| ((w * 7 + u * 3 + i) % 5) as f32 - 2.0;
-    let mut writers = Vec::new();
-    for w in 0..WRITERS {
-        let client = store(&server.url(), "race", 300).await;
-        writers.push(tokio::spawn(async move {
-            let mut max_staleness = 0;
-            for u in 0..UPDATES {
-                let base = client.pull().await.expect("pull").version;
-                let delta = (0..LEN).map(|i| delta_of(w, u, i)).collect();
-                let receipt = client
-                    .push(&update(&format!("w{w}"), u as u64, base, delta))
-                    .await
-                    .expect("push");
-                assert!(!receipt.duplicate);
-                max_staleness = max_staleness.max(receipt.staleness);
-            }
-            max_staleness
-        }));
-    }
-    let mut observed_max = 0;
-    for writer in writers {
-        observed_max = observed_max.max(writer.await.expect("writer"));
-    }
-    let reader = store(&server.url(), "race", 300).await;
-    let snapshot = reader.pull().await.expect("pull");
-    assert_eq!(snapshot.version, (WRITERS * UPDATES) as u64);
-    for (i, value) in snapshot.params.iter().enumerate() {
-        let sum: f32 = (0..WRITERS)
-            .flat_map(|w| (0..UPDATES).map(move |u| (w, u)))
-            .map(|(w, u)| delta_of(w, u, i))
-            .sum();
-        assert_eq!(*value, initial[i] + sum, "parameter {i}");
-    }
-    let stats = reader.stats().await.expect("stats");
-    assert_eq!(stats.updates, (WRITERS * UPDATES) as u64);
-    assert_eq!(stats.staleness_max, observed_max);
+    let open = move || {
+        let url = url.clone();
+        Box::pin(async move { Arc::new(store(&url, "race", 300).await) as Arc<dyn ParameterStore> })
+            as std::pin::Pin<Box<dyn Future<Output = Arc<dyn ParameterStore>> + Send>>
+    };
+    let stats = conformance::concurrent_writers_lose_nothing(open, 16, 200, 1000).await;
     assert!(
         stats.staleness_sum > 0,
         "concurrent writers see stale versions"

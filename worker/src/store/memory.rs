@@ -170,56 +170,15 @@ mod tests {
         }
     }
 
-    /// k writers push m updates each at the same time: nothing is lost, nothing applied twice.
-    #[test]
-    fn concurrent_pushes_are_all_applied_exactly_once() {
-        const WRITERS: usize = 16;
-        const UPDATES: usize = 200;
-        const LEN: usize = 1000;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .build()
-            .expect("runtime");
-        let store = Arc::new(MemoryStore::new());
-        let initial: Vec<f32> = (0..LEN).map(|i| i as f32).collect();
-        runtime.block_on(store.initialize(&initial)).expect("init");
-        // Small integers add exactly in f32, so the expected sum is exact in any order.
-        let delta_of = |w: usize, u: usize, i: usize| ((w * 7 + u * 3 + i) % 5) as f32 - 2.0;
-        let handles: Vec<_> = (0..WRITERS)
-            .map(|w| {
-                let store = Arc::clone(&store);
-                runtime.spawn(async move {
-                    let mut max_staleness = 0;
-                    for u in 0..UPDATES {
-                        let base = store.pull().await.expect("pull").version;
-                        let delta = (0..LEN).map(|i| delta_of(w, u, i)).collect();
-                        let receipt = store
-                            .push(&update(&format!("w{w}"), u as u64, base, delta))
-                            .await
-                            .expect("push");
-                        assert!(!receipt.duplicate);
-                        max_staleness = max_staleness.max(receipt.staleness);
-                    }
-                    max_staleness
-                })
-            })
-            .collect();
-        let mut observed_max = 0;
-        for handle in handles {
-            observed_max = observed_max.max(runtime.block_on(handle).expect("writer"));
-        }
-        let snapshot = runtime.block_on(store.pull()).expect("pull");
-        assert_eq!(snapshot.version, (WRITERS * UPDATES) as u64);
-        for (i, value) in snapshot.params.iter().enumerate() {
-            let sum: f32 = (0..WRITERS)
-                .flat_map(|w| (0..UPDATES).map(move |u| (w, u)))
-                .map(|(w, u)| delta_of(w, u, i))
-                .sum();
-            assert_eq!(*value, initial[i] + sum, "parameter {i}");
-        }
-        let stats = runtime.block_on(store.stats()).expect("stats");
-        assert_eq!(stats.updates, (WRITERS * UPDATES) as u64);
-        assert_eq!(stats.staleness_max, observed_max);
+    /// 16 writers push 200 updates each at the same time: nothing is lost, nothing applied twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_pushes_are_all_applied_exactly_once() {
+        let store: Arc<dyn ParameterStore> = Arc::new(MemoryStore::new());
+        let open = move || {
+            let store = Arc::clone(&store);
+            Box::pin(async move { store }) as std::pin::Pin<Box<dyn Future<Output = _> + Send>>
+        };
+        crate::store::conformance::concurrent_writers_lose_nothing(open, 16, 200, 1000).await;
     }
 
     #[tokio::test]

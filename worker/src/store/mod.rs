@@ -6,6 +6,8 @@
 //! its push. Network stores (Redis, S3) implement the same trait; it is async for them.
 
 mod blob;
+#[cfg(any(test, feature = "test-support"))]
+pub mod conformance;
 mod memory;
 mod redis;
 

@@ -82,6 +82,14 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// Writes a value as pretty JSON (summaries, benchmark tables).
+pub fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<(), Failure> {
+    use anyhow::Context;
+    let json = serde_json::to_vec_pretty(value).context("cannot encode JSON")?;
+    std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 pub fn invalid_input(error: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: 2,

@@ -210,11 +210,7 @@ pub fn store(args: &StoreBenchArgs) -> Result<(), Failure> {
         }
     }
     if let Some(path) = &args.json {
-        std::fs::write(
-            path,
-            serde_json::to_vec_pretty(&rows).context("cannot encode results")?,
-        )
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::write_json(path, &rows)?;
     }
     Ok(())
 }

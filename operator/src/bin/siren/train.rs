@@ -173,8 +173,7 @@ pub fn train(
         summary.cost_usd
     );
     if let Some(path) = summary_json {
-        let json = serde_json::to_vec_pretty(&summary).context("cannot encode the summary")?;
-        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::write_json(path, &summary)?;
     }
     if let Some(path) = model_out {
         save_model(path, &outcome.architecture, &outcome.params)?;
