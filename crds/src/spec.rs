@@ -433,7 +433,7 @@ pub struct StoreSpec {
     pub chunk_values: u32,
 }
 
-fn default_chunk_values() -> u32 {
+pub(crate) fn default_chunk_values() -> u32 {
     256 * 1024
 }
 

@@ -47,16 +47,12 @@ pub struct StoreRef {
     /// PEM file of the CA that signed a TLS store's certificate, where the function runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
-    #[serde(default = "default_chunk_values")]
+    #[serde(default = "crate::spec::default_chunk_values")]
     pub chunk_values: u32,
 }
 
 fn first_attempt() -> u32 {
     1
-}
-
-fn default_chunk_values() -> u32 {
-    256 * 1024
 }
 
 impl StoreRef {

@@ -50,6 +50,14 @@ fn run_job(
     runtime().block_on(async { driver_for(job).await?.run(&mut Silent).await })
 }
 
+/// Runs a job that must fail, returning its error.
+fn run_to_failure(driver: &mut JobDriver) -> siren_operator::driver::DriverError {
+    match runtime().block_on(driver.run(&mut Silent)) {
+        Ok(_) => panic!("the job should have failed"),
+        Err(error) => error,
+    }
+}
+
 /// Builds the driver by hand so the test can inspect the store afterwards.
 fn driver_with_store(job: &TrainingJob) -> (JobDriver, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
@@ -212,10 +220,7 @@ fn unusable_dataset_fails_the_job_with_a_reason() {
         test_fraction: 0.1,
     });
     let mut driver = runtime().block_on(driver_for(&job)).expect("driver");
-    let error = runtime()
-        .block_on(driver.run(&mut Silent))
-        .err()
-        .expect("job fails");
+    let error = run_to_failure(&mut driver);
     assert!(
         error.to_string().contains("/nonexistent/train.csv"),
         "{error}"
@@ -235,10 +240,7 @@ fn lenet_on_tabular_data_fails_with_a_reason() {
         hidden: None,
     };
     let mut driver = runtime().block_on(driver_for(&job)).expect("driver");
-    let error = runtime()
-        .block_on(driver.run(&mut Silent))
-        .err()
-        .expect("job fails");
+    let error = run_to_failure(&mut driver);
     assert!(
         error.to_string().contains("lenet5 cannot take this data"),
         "{error}"
@@ -299,10 +301,7 @@ fn a_failed_epoch_still_counts_what_it_cost() {
         })),
         costs.clone(),
     );
-    let error = runtime()
-        .block_on(driver.run(&mut Silent))
-        .err()
-        .expect("tasks fail");
+    let error = run_to_failure(&mut driver);
     assert!(
         error.to_string().contains("the function rejected the task"),
         "{error}"
