@@ -78,20 +78,25 @@ fn four_functions_share_the_model_through_redis() {
     assert!(outcome.status.accuracy.unwrap_or(0.0) > 0.6);
 }
 
+/// Mean test accuracy of the last three epochs: one epoch's accuracy moves by up to a point from
+/// run to run (asynchronous pushes interleave differently), the mean of three by under half a point.
+fn settled_accuracy(outcome: &JobOutcome) -> f64 {
+    let history = &outcome.status.history;
+    let last = &history[history.len().saturating_sub(3)..];
+    last.iter().map(|r| r.accuracy).sum::<f64>() / last.len().max(1) as f64
+}
+
 #[test]
 fn mlp_sample_on_redis_matches_the_in_memory_accuracy() {
     let server = RedisServer::start(&[]);
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/samples/mlp.yaml");
     let mut job = read_manifest(std::path::Path::new(path)).expect("sample");
-    job.spec.training.max_epochs = 3;
+    job.spec.training.max_epochs = 6;
     job.spec.training.target_accuracy = None;
     let in_memory = run(&job, &mut Silent).expect("memory run");
     let on_redis = run(&on_redis(job, &server), &mut Silent).expect("redis run");
-    let (a, b) = (
-        in_memory.status.accuracy.unwrap_or(0.0),
-        on_redis.status.accuracy.unwrap_or(0.0),
-    );
-    println!("MLP, 3 epochs, 4 functions: memory {a:.4}, redis {b:.4}");
+    let (a, b) = (settled_accuracy(&in_memory), settled_accuracy(&on_redis));
+    println!("MLP, epochs 4-6, 4 functions: memory {a:.4}, redis {b:.4}");
     assert!((a - b).abs() <= 0.01, "memory {a} vs redis {b}");
 }
 
