@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+# The S3 store's tests run against moto's S3 server (PyPI), which supports conditional writes.
+python3 -c "import moto.moto_server.werkzeug_app" 2>/dev/null \
+  || python3 -m pip install --quiet 'moto[server]==5.2.1'
 cargo fmt --all -- --check
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo test --release --locked --workspace
 cargo test --release --locked -p siren-operator --test fashion_mnist -- --ignored --test-threads 1
+cargo test --release --locked -p siren-e2e --test s3_store -- --ignored

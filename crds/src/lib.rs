@@ -25,3 +25,32 @@ pub fn is_dns_name(name: &str) -> bool {
         && bytes.last().is_some_and(edge)
         && bytes.iter().all(|b| edge(b) || *b == b'-' || *b == b'.')
 }
+
+/// An S3 location `s3://bucket[/prefix]`, split into the bucket and the key prefix (no slashes at
+/// either end). `None` when the bucket is not a valid S3 bucket name.
+pub fn parse_s3_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len()) && is_dns_name(bucket);
+    let prefix = prefix.trim_matches('/');
+    (valid_bucket && !prefix.contains("//")).then(|| (bucket.to_string(), prefix.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls_split_into_bucket_and_prefix() {
+        let split = |url| parse_s3_url(url);
+        assert_eq!(split("s3://models"), Some(("models".into(), String::new())));
+        assert_eq!(
+            split("s3://models/siren/jobs/"),
+            Some(("models".into(), "siren/jobs".into()))
+        );
+        assert_eq!(split("s3://Models"), None);
+        assert_eq!(split("s3://ab"), None);
+        assert_eq!(split("https://models"), None);
+        assert_eq!(split("s3://models/a//b"), None);
+    }
+}

@@ -413,6 +413,9 @@ pub enum StoreKind {
     /// A Redis server (`url`), for functions in a cluster or in other processes.
     #[serde(rename = "redis")]
     Redis,
+    /// An S3 bucket (`url`), for AWS Lambda functions; any S3-compatible server through `endpoint`.
+    #[serde(rename = "s3")]
+    S3,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -420,9 +423,17 @@ pub enum StoreKind {
 pub struct StoreSpec {
     #[serde(default)]
     pub kind: StoreKind,
-    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS, for the Redis store.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS, for the Redis store;
+    /// `s3://bucket[/prefix]` for the S3 store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// S3 only: the endpoint of an S3-compatible server (MinIO, Ceph, moto, ...) instead of AWS;
+    /// requests then use path-style addressing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// S3 only: the bucket's region; otherwise the environment's (`AWS_REGION`), else us-east-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// PEM file of the certificate authority that signed the Redis server's certificate, when it is
     /// not one the system trusts (`rediss://` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -442,6 +453,8 @@ impl Default for StoreSpec {
         Self {
             kind: StoreKind::Memory,
             url: None,
+            endpoint: None,
+            region: None,
             ca_file: None,
             chunk_values: default_chunk_values(),
         }

@@ -44,6 +44,10 @@ pub struct StoreRef {
     /// Where a network store is (it may carry credentials: never log it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// PEM file of the CA that signed a TLS store's certificate, where the function runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
@@ -60,6 +64,8 @@ impl StoreRef {
         Self {
             kind: spec.kind,
             url: spec.url.clone(),
+            endpoint: spec.endpoint.clone(),
+            region: spec.region.clone(),
             ca_file: spec.ca_file.clone(),
             chunk_values: spec.chunk_values,
         }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::parse_s3_url;
 use crate::spec::{ModelKind, PricingSpec, StoreKind, StoreSpec, TrainingJobSpec};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -247,7 +248,27 @@ fn validate_store(store: &StoreSpec, errors: &mut ValidationErrors) {
                 "must start with redis:// or rediss:// (TLS)",
             )
         }
+        (StoreKind::S3, None) => errors.add("spec.store.url", "required for the s3 store"),
+        (StoreKind::S3, Some(url)) if parse_s3_url(url).is_none() => errors.add(
+            "spec.store.url",
+            "must be s3://bucket or s3://bucket/prefix",
+        ),
         _ => {}
+    }
+    if store.kind != StoreKind::S3 {
+        for (field, value) in [
+            ("spec.store.endpoint", &store.endpoint),
+            ("spec.store.region", &store.region),
+        ] {
+            if value.is_some() {
+                errors.add(field, "only applies to the s3 store");
+            }
+        }
+    }
+    if store.endpoint.as_deref().is_some_and(|endpoint| {
+        !endpoint.starts_with("http://") && !endpoint.starts_with("https://")
+    }) {
+        errors.add("spec.store.endpoint", "must be an http:// or https:// URL");
     }
     if store.ca_file.is_some()
         && !store

@@ -1,17 +1,13 @@
 //! Harnesses for end-to-end tests: real servers on free loopback ports, stopped when dropped.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant};
+mod redis_server;
+mod s3_server;
 
-/// A `redis-server` (Debian's package) with persistence off, in a temporary directory.
-pub struct RedisServer {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-    tls: bool,
-}
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+pub use redis_server::RedisServer;
+pub use s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
 
 /// A loopback port that is free now and that no other caller in this process will be given, so
 /// that parallel tests (one of which may stop and restart a server on its port) never collide.
@@ -28,155 +24,5 @@ pub fn free_port() -> u16 {
         if port > 20_000 && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
-    }
-}
-
-impl RedisServer {
-    pub fn start(extra: &[&str]) -> Self {
-        Self::start_on(free_port(), extra)
-    }
-
-    /// Starts on a given port, e.g. to restart a killed server where its clients expect it.
-    pub fn start_on(port: u16, extra: &[&str]) -> Self {
-        let port_arg = port.to_string();
-        let mut args = vec!["--port", port_arg.as_str()];
-        args.extend_from_slice(extra);
-        Self::spawn(port, &args, false)
-    }
-
-    fn spawn(port: u16, args: &[&str], tls: bool) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (apt-get install redis-server)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-            tls,
-        }
-    }
-
-    /// A server that only speaks TLS, with a certificate for 127.0.0.1 signed by a fresh test CA
-    /// (made with the `openssl` command). Returns the server and the CA's PEM file.
-    pub fn start_tls() -> (Self, std::path::PathBuf) {
-        let certs = tempfile::tempdir().expect("tempdir");
-        let dir = certs.path();
-        let openssl = |args: &[&str]| {
-            let status = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("openssl runs");
-            assert!(status.success(), "openssl {args:?}");
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=siren-test-ca",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
-            .expect("write extension");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "1",
-            "-extfile",
-            "san.ext",
-        ]);
-        let port = free_port();
-        let path = |name: &str| dir.join(name).display().to_string();
-        let server = Self::spawn(
-            port,
-            &[
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--tls-cert-file",
-                &path("server.crt"),
-                "--tls-key-file",
-                &path("server.key"),
-                "--tls-ca-cert-file",
-                &path("ca.crt"),
-                "--tls-auth-clients",
-                "no",
-            ],
-            true,
-        );
-        let ca = server._dir.path().join("ca.crt");
-        std::fs::copy(dir.join("ca.crt"), &ca).expect("keep the CA with the server");
-        (server, ca)
-    }
-
-    pub fn url(&self) -> String {
-        let scheme = if self.tls { "rediss" } else { "redis" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
-    }
-
-    /// A plain synchronous connection, for poking at keys behind the store's back.
-    pub fn raw(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .and_then(|client| client.get_connection())
-            .expect("raw connection")
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

@@ -1,10 +1,37 @@
 //! Siren's scheduling decisions, kept free of I/O so they compile fast and test in isolation:
-//! what function time costs, and how many functions of which memory size run each epoch.
+//! what function time costs, a simulator of serverless training, the DRL agent that picks how many
+//! functions of which memory size run each epoch, the baselines it is measured against, and the
+//! evaluation that measures it.
 
+pub mod baselines;
 pub mod budget;
+pub mod calibrate;
 pub mod cost;
+pub mod drl;
+pub mod episode;
+pub mod eval;
+pub mod features;
+pub mod fit;
+pub mod grid;
+pub mod mask;
+pub mod nn;
 pub mod policy;
+pub mod profile;
+pub mod simjob;
+pub mod simulator;
+pub mod stats;
+pub mod train;
 
 pub use budget::{BudgetCheck, EpochCostEstimate, PREDICTION_MARGIN, check_budget};
-pub use cost::{ClusterPricing, CostModel, LambdaPricing, MB_PER_VCPU};
-pub use policy::{Action, Observation, Scheduler, StaticScheduler};
+pub use cost::{ClusterPricing, CostModel, LambdaPricing, MB_PER_VCPU, Pricing};
+pub use drl::{DrlScheduler, LearningConfig, Policy, PolicyError, Trajectory, UpdateStats};
+pub use episode::{EpisodeResult, EpisodeSpec, StopReason, run_episode};
+pub use eval::{EvalConfig, EvalReport, evaluate};
+pub use fit::{CurveFit, FitError, ObservedCurve, fit_loss_curve};
+pub use grid::ActionGrid;
+pub use mask::{PROFILE_MARGIN, affordable, pessimistic_cost};
+pub use policy::{Action, Decision, Observation, Scheduler, StaticScheduler};
+pub use profile::{ColdStart, JobProfile, LossCurve, PlatformProfile, StoreProfile, Stragglers};
+pub use simjob::{SimJob, SimJobConfig};
+pub use simulator::{EpochModel, EpochOutcome, Simulator, WarmPool};
+pub use train::{TrainingConfig, TrainingReport, train_offline};

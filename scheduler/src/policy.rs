@@ -27,11 +27,33 @@ pub struct Observation {
     pub last_epoch_seconds: Option<f64>,
 }
 
+/// What a scheduler wants for the next epoch: run it, or stop because no action it may take is
+/// affordable (the budget guarantee). `cheapest` is what it would run if the driver insisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Decision {
+    Run(Action),
+    Stop { cheapest: Action },
+}
+
+impl Decision {
+    pub fn action(&self) -> Action {
+        match *self {
+            Decision::Run(action) => action,
+            Decision::Stop { cheapest } => cheapest,
+        }
+    }
+}
+
 /// A policy choosing (functions, memory) per epoch. Implementations learn from outcomes through
 /// `record`; the driver separately refuses any action the budget cannot pay for.
 pub trait Scheduler: Send {
     fn name(&self) -> &'static str;
     fn decide(&mut self, observation: &Observation) -> Action;
+    /// Like `decide`, but a scheduler that guarantees its budget can ask to stop. Drivers should call
+    /// this one; the default never stops.
+    fn decide_or_stop(&mut self, observation: &Observation) -> Decision {
+        Decision::Run(self.decide(observation))
+    }
     /// Called after each epoch with what the chosen action led to.
     fn record(&mut self, _before: &Observation, _action: Action, _after: &Observation) {}
 }

@@ -15,6 +15,29 @@ pub struct ChunkHeader {
     pub values: u32,
 }
 
+/// How a model of `params` values is cut into chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub params: usize,
+    pub chunk_values: usize,
+}
+
+impl Layout {
+    pub fn chunks(&self) -> usize {
+        self.params.div_ceil(self.chunk_values).max(1)
+    }
+
+    pub fn header(&self, index: usize, version: u64) -> ChunkHeader {
+        let start = index * self.chunk_values;
+        ChunkHeader {
+            index: index as u32,
+            chunks: self.chunks() as u32,
+            version,
+            values: (self.params.min(start + self.chunk_values) - start) as u32,
+        }
+    }
+}
+
 /// The values as little-endian bytes: a view where the machine is little-endian, a copy elsewhere.
 fn value_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
     if cfg!(target_endian = "little") {
@@ -59,6 +82,42 @@ pub fn encode_chunk(header: ChunkHeader, values: &[f32]) -> Vec<u8> {
     blob.extend_from_slice(&header_bytes(header, &payload));
     blob.extend_from_slice(&payload);
     blob
+}
+
+/// A whole model as one blob: its chunks back to back, each with its own header and checksum.
+pub fn encode_model(layout: Layout, params: &[f32], version: u64) -> Vec<u8> {
+    let mut blob = Vec::with_capacity(layout.chunks() * HEADER_LEN + params.len() * 4);
+    for (i, values) in params.chunks(layout.chunk_values.max(1)).enumerate() {
+        let payload = value_bytes(values);
+        blob.extend_from_slice(&header_bytes(layout.header(i, version), &payload));
+        blob.extend_from_slice(&payload);
+    }
+    blob
+}
+
+/// Reads a blob written by `encode_model`, checking every chunk against the layout and version.
+pub fn decode_model(blob: &[u8], layout: Layout, version: u64) -> Result<Vec<f32>, StoreError> {
+    let mut params = Vec::with_capacity(layout.params);
+    let mut offset = 0;
+    for i in 0..layout.chunks() {
+        let expected = layout.header(i, version);
+        let end = offset + HEADER_LEN + expected.values as usize * 4;
+        let chunk = blob.get(offset..end).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "model blob truncated in chunk {i}: {} bytes",
+                blob.len()
+            ))
+        })?;
+        decode_chunk(chunk, expected, &mut params)?;
+        offset = end;
+    }
+    if offset != blob.len() {
+        return Err(StoreError::Corrupt(format!(
+            "model blob has {} bytes after its last chunk",
+            blob.len() - offset
+        )));
+    }
+    Ok(params)
 }
 
 fn u32_at(blob: &[u8], at: usize) -> u32 {

@@ -10,6 +10,7 @@ mod blob;
 pub mod conformance;
 mod memory;
 mod redis;
+mod s3;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use thiserror::Error;
 
 pub use self::redis::{DEFAULT_CHUNK_VALUES, RedisStore, redact};
 pub use memory::MemoryStore;
+pub use s3::{Objects as S3Objects, S3Options, S3Store, StaticCredentials};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -137,6 +139,26 @@ pub async fn connect_store(
             )
             .await?;
             Ok(Arc::new(redis))
+        }
+        StoreKind::S3 => {
+            let url = store
+                .url
+                .as_deref()
+                .ok_or_else(|| StoreError::Unsupported("an s3 store needs a url".into()))?;
+            let options = S3Options {
+                endpoint: store.endpoint.clone(),
+                region: store.region.clone(),
+                credentials: None,
+            };
+            let s3 = S3Store::connect(
+                url,
+                job,
+                store.chunk_values as usize,
+                &options,
+                STORE_TIMEOUT,
+            )
+            .await?;
+            Ok(Arc::new(s3))
         }
     }
 }

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
 
-use super::blob::{ChunkArg, ChunkHeader, decode_chunk};
+use super::blob::{ChunkArg, Layout, decode_chunk};
 use super::{
     CheckpointInfo, ParameterStore, PushReceipt, Snapshot, StoreError, StoreStats, Update,
 };
@@ -97,28 +97,6 @@ return tonumber(saved)
 /// Largest model a store will load (2^30 values, 4 GiB), so a damaged parameter count cannot make a
 /// client allocate without bound.
 const MAX_PARAMS: usize = 1 << 30;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Layout {
-    params: usize,
-    chunk_values: usize,
-}
-
-impl Layout {
-    fn chunks(&self) -> usize {
-        self.params.div_ceil(self.chunk_values).max(1)
-    }
-
-    fn header(&self, index: usize, version: u64) -> ChunkHeader {
-        let start = index * self.chunk_values;
-        ChunkHeader {
-            index: index as u32,
-            chunks: self.chunks() as u32,
-            version,
-            values: (self.params.min(start + self.chunk_values) - start) as u32,
-        }
-    }
-}
 
 /// A model version is only identified by its number within one generation: `initialize` and
 /// `restore` start a new generation, after which numbers repeat with other parameters.

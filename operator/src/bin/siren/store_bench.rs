@@ -1,20 +1,30 @@
 //! `siren bench store`: pull + push round trips through a parameter store, beside the raw baseline
-//! of the same bytes through the same client (plain GET + SET for Redis).
+//! of the same bytes through the same client (plain GET + SET for Redis, GetObject + PutObject for
+//! S3).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
-use siren_worker::store::{MemoryStore, ParameterStore, RedisStore, Update, redact};
+use siren_worker::store::{
+    MemoryStore, ParameterStore, RedisStore, S3Objects, S3Options, S3Store, Update, redact,
+};
 
 use crate::{Failure, invalid_input};
 
 #[derive(clap::Args)]
 pub struct StoreBenchArgs {
-    /// `memory`, or a `redis://` URL.
+    /// `memory`, a `redis://` URL, or an `s3://bucket[/prefix]` location (credentials from the
+    /// environment, as AWS tools take them).
     #[arg(long, default_value = "memory")]
     store: String,
+    /// S3 only: an S3-compatible server's endpoint instead of AWS.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// S3 only: the bucket's region.
+    #[arg(long)]
+    region: Option<String>,
     /// Model sizes (parameters).
     #[arg(long, value_delimiter = ',', default_values_t = vec![10_000usize, 100_000, 1_000_000, 10_000_000])]
     params: Vec<usize>,
@@ -45,14 +55,33 @@ async fn open(args: &StoreBenchArgs, job: &str) -> Result<Arc<dyn ParameterStore
     if args.store == "memory" {
         return Ok(Arc::new(MemoryStore::new()));
     }
+    if args.store.starts_with("s3://") {
+        let store = S3Store::connect(
+            &args.store,
+            job,
+            args.chunk_values,
+            &s3_options(args),
+            Duration::from_secs(30),
+        )
+        .await?;
+        return Ok(Arc::new(store));
+    }
     if !args.store.starts_with("redis://") {
         return Err(invalid_input(anyhow::anyhow!(
-            "--store takes `memory` or a redis:// URL"
+            "--store takes `memory`, a redis:// URL or an s3:// location"
         )));
     }
     let store =
         RedisStore::connect(&args.store, job, args.chunk_values, Duration::from_secs(30)).await?;
     Ok(Arc::new(store))
+}
+
+fn s3_options(args: &StoreBenchArgs) -> S3Options {
+    S3Options {
+        endpoint: args.endpoint.clone(),
+        region: args.region.clone(),
+        credentials: None,
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -124,6 +153,9 @@ async fn raw_round_trips(
     if args.store == "memory" {
         return Ok(None);
     }
+    if args.store.starts_with("s3://") {
+        return raw_s3_round_trips(args, params, clients).await.map(Some);
+    }
     let client = redis::Client::open(args.store.as_str()).context("invalid Redis URL")?;
     let budget = Duration::from_secs_f64(args.seconds);
     let mut workers = Vec::new();
@@ -172,6 +204,41 @@ async fn raw_round_trips(
         );
     }
     Ok(Some(median(per_client)))
+}
+
+/// GetObject + PutObject of one object of params * 4 bytes, through the store's own S3 client.
+async fn raw_s3_round_trips(
+    args: &StoreBenchArgs,
+    params: usize,
+    clients: usize,
+) -> Result<f64, Failure> {
+    let (bucket, prefix) = siren_crds::parse_s3_url(&args.store)
+        .ok_or_else(|| invalid_input(anyhow::anyhow!("--store: not an s3://bucket location")))?;
+    let budget = Duration::from_secs_f64(args.seconds);
+    let mut workers = Vec::new();
+    for index in 0..clients {
+        let objects =
+            S3Objects::connect(&bucket, &s3_options(args), Duration::from_secs(30)).await?;
+        let key = format!("{prefix}/siren-bench-raw/{index}");
+        workers.push(tokio::spawn(async move {
+            objects.put(&key, vec![7u8; params * 4]).await?;
+            let started = Instant::now();
+            let mut latencies = Vec::new();
+            while latencies.len() < 3 || started.elapsed() < budget {
+                let t = Instant::now();
+                let value = objects.get(&key).await?.unwrap_or_default();
+                objects.put(&key, value).await?;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            objects.delete(std::slice::from_ref(&key)).await?;
+            Ok::<_, siren_worker::store::StoreError>(median(latencies))
+        }));
+    }
+    let mut per_client = Vec::new();
+    for worker in workers {
+        per_client.push(worker.await.context("benchmark client panicked")??);
+    }
+    Ok(median(per_client))
 }
 
 pub fn store(args: &StoreBenchArgs) -> Result<(), Failure> {

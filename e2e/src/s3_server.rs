@@ -1,0 +1,93 @@
+//! A real S3-compatible server on a free loopback port: moto's S3 server (PyPI `moto[server]`).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+const LAUNCHER: &str = include_str!("moto_server.py");
+
+/// Credentials moto accepts (it accepts any); tests pass them explicitly.
+pub const ACCESS_KEY_ID: &str = "siren-test";
+pub const SECRET_ACCESS_KEY: &str = "siren-test-secret";
+
+pub struct S3Server {
+    child: Child,
+    pub port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl S3Server {
+    /// Starts the server with the given buckets created.
+    pub fn start(buckets: &[&str]) -> Self {
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let child = Command::new("python3")
+            .args(["-c", LAUNCHER, "127.0.0.1", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("log file"))
+            .spawn()
+            .expect("python3 runs");
+        let mut server = Self { child, port, log };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let log = std::fs::read_to_string(server.log.path()).unwrap_or_default();
+                panic!(
+                    "moto's S3 server exited with {status} (pip install 'moto[server]'):\n{log}"
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto's S3 server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for bucket in buckets {
+            server.create_bucket(bucket);
+        }
+        server
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket with a plain HTTP request (moto needs no signature for it).
+    pub fn create_bucket(&self, bucket: &str) {
+        let status = self.request("PUT", &format!("/{bucket}"));
+        assert_eq!(status, 200, "create bucket {bucket}");
+    }
+
+    /// Deletes every bucket and object, as if the server had restarted empty.
+    pub fn reset(&self) {
+        let status = self.request("POST", "/moto-api/reset");
+        assert_eq!(status, 200, "reset moto");
+    }
+
+    fn request(&self, method: &str, path: &str) -> u16 {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("send request");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
