@@ -12,15 +12,6 @@ async fn store(url: &str, job: &str, chunk_values: usize) -> RedisStore {
         .expect("connect")
 }
 
-fn update(task: &str, seq: u64, base: u64, delta: Vec<f32>) -> Update {
-    Update {
-        task_id: task.into(),
-        seq,
-        base_version: base,
-        delta,
-    }
-}
-
 /// 16 writers, each with its own connection, push 200 updates each at the same time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_lose_nothing() {
@@ -64,23 +55,23 @@ async fn duplicates_bad_lengths_and_future_versions_change_nothing() {
     assert!(matches!(client.pull().await, Err(StoreError::NoModel)));
     client.initialize(&[1.0, 1.0, 1.0]).await.expect("init");
     let first = client
-        .push(&update("t", 0, 0, vec![1.0, 2.0, 3.0]))
+        .push(&Update::new("t", 0, 0, vec![1.0, 2.0, 3.0]))
         .await
         .expect("push");
     let again = client
-        .push(&update("t", 0, 0, vec![1.0, 2.0, 3.0]))
+        .push(&Update::new("t", 0, 0, vec![1.0, 2.0, 3.0]))
         .await
         .expect("retry");
     assert!(!first.duplicate && again.duplicate);
     assert!(matches!(
-        client.push(&update("t", 1, 1, vec![1.0])).await,
+        client.push(&Update::new("t", 1, 1, vec![1.0])).await,
         Err(StoreError::LengthMismatch {
             expected: 3,
             found: 1
         })
     ));
     assert!(matches!(
-        client.push(&update("t", 2, 9, vec![0.0; 3])).await,
+        client.push(&Update::new("t", 2, 9, vec![0.0; 3])).await,
         Err(StoreError::FutureVersion {
             base: 9,
             current: 1
@@ -103,12 +94,12 @@ async fn checkpoints_restore_and_clear() {
     let client = store(&server.url(), "ckpt", 2).await;
     client.initialize(&[0.0, 0.0, 0.0]).await.expect("init");
     client
-        .push(&update("t", 0, 0, vec![1.0, 1.0, 1.0]))
+        .push(&Update::new("t", 0, 0, vec![1.0, 1.0, 1.0]))
         .await
         .expect("push");
     assert_eq!(client.checkpoint(1).await.expect("checkpoint").version, 1);
     client
-        .push(&update("t", 1, 1, vec![5.0, 5.0, 5.0]))
+        .push(&Update::new("t", 1, 1, vec![5.0, 5.0, 5.0]))
         .await
         .expect("push");
     for epoch in 2..=5 {
@@ -127,7 +118,7 @@ async fn checkpoints_restore_and_clear() {
         "only 3 are kept"
     );
     client
-        .push(&update("t", 2, 2, vec![1.0, 1.0, 1.0]))
+        .push(&Update::new("t", 2, 2, vec![1.0, 1.0, 1.0]))
         .await
         .expect("push");
     let restored = client.restore(5).await.expect("restore");
@@ -212,7 +203,7 @@ async fn a_dead_or_wiped_redis_is_a_clear_error() {
     client.initialize(&[1.0; 10]).await.expect("init");
     server.kill();
     let error = client
-        .push(&update("t", 0, 0, vec![1.0; 10]))
+        .push(&Update::new("t", 0, 0, vec![1.0; 10]))
         .await
         .expect_err("dead server");
     assert!(error.is_retryable(), "{error}");
@@ -263,7 +254,7 @@ async fn large_models_round_trip_through_many_chunks() {
         .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
         .collect();
     client
-        .push(&update("t", 0, 0, delta.clone()))
+        .push(&Update::new("t", 0, 0, delta.clone()))
         .await
         .expect("push");
     let other = store(&server.url(), "big", 64 * 1024).await;
@@ -293,7 +284,7 @@ async fn tls_with_the_servers_ca_works_and_without_it_is_refused() {
     .expect("TLS connection trusting the test CA");
     client.initialize(&[1.0, 2.0]).await.expect("init over TLS");
     client
-        .push(&update("t", 0, 0, vec![1.0, 1.0]))
+        .push(&Update::new("t", 0, 0, vec![1.0, 1.0]))
         .await
         .expect("push over TLS");
     assert_eq!(client.pull().await.expect("pull").params, vec![2.0, 3.0]);
@@ -320,17 +311,17 @@ async fn a_restore_elsewhere_invalidates_what_a_client_remembers() {
     let server = RedisServer::start(&[]);
     let a = store(&server.url(), "generations", 2).await;
     a.initialize(&[0.0, 0.0]).await.expect("init");
-    a.push(&update("a", 0, 0, vec![1.0, 1.0]))
+    a.push(&Update::new("a", 0, 0, vec![1.0, 1.0]))
         .await
         .expect("push");
     a.checkpoint(1).await.expect("checkpoint");
-    a.push(&update("a", 1, 1, vec![1.0, 1.0]))
+    a.push(&Update::new("a", 1, 1, vec![1.0, 1.0]))
         .await
         .expect("push");
     let b = store(&server.url(), "generations", 2).await;
     b.restore(1).await.expect("restore");
     b.pull().await.expect("pull");
-    b.push(&update("b", 0, 1, vec![10.0, 10.0]))
+    b.push(&Update::new("b", 0, 1, vec![10.0, 10.0]))
         .await
         .expect("push");
     let seen = a.pull().await.expect("pull");
@@ -341,7 +332,7 @@ async fn a_restore_elsewhere_invalidates_what_a_client_remembers() {
             params: vec![11.0, 11.0]
         }
     );
-    a.push(&update("a", 2, 2, vec![1.0, 1.0]))
+    a.push(&Update::new("a", 2, 2, vec![1.0, 1.0]))
         .await
         .expect("push");
     assert_eq!(

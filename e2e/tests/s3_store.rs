@@ -91,15 +91,6 @@ async fn put(client: &aws_sdk_s3::Client, key: &str, body: Vec<u8>) {
         .expect("put");
 }
 
-fn update(task: &str, seq: u64, base: u64, delta: Vec<f32>) -> Update {
-    Update {
-        task_id: task.into(),
-        seq,
-        base_version: base,
-        delta,
-    }
-}
-
 fn opener(
     server: &Arc<S3Server>,
     job: &'static str,
@@ -184,30 +175,30 @@ async fn duplicates_bad_lengths_and_future_versions_change_nothing() {
     assert!(matches!(client.pull().await, Err(StoreError::NoModel)));
     client.initialize(&[1.0, 1.0, 1.0]).await.expect("init");
     let first = client
-        .push(&update("t", 0, 0, vec![1.0, 2.0, 3.0]))
+        .push(&Update::new("t", 0, 0, vec![1.0, 2.0, 3.0]))
         .await
         .expect("push");
     let again = client
-        .push(&update("t", 0, 0, vec![1.0, 2.0, 3.0]))
+        .push(&Update::new("t", 0, 0, vec![1.0, 2.0, 3.0]))
         .await
         .expect("retry");
     assert!(!first.duplicate && again.duplicate);
     // A retry through another client, which has not seen the first push yet.
     let other = store(&server, "rules", 2).await;
     let elsewhere = other
-        .push(&update("t", 0, 0, vec![1.0, 2.0, 3.0]))
+        .push(&Update::new("t", 0, 0, vec![1.0, 2.0, 3.0]))
         .await
         .expect("retry elsewhere");
     assert!(elsewhere.duplicate);
     assert!(matches!(
-        client.push(&update("t", 1, 1, vec![1.0])).await,
+        client.push(&Update::new("t", 1, 1, vec![1.0])).await,
         Err(StoreError::LengthMismatch {
             expected: 3,
             found: 1
         })
     ));
     assert!(matches!(
-        client.push(&update("t", 2, 9, vec![0.0; 3])).await,
+        client.push(&Update::new("t", 2, 9, vec![0.0; 3])).await,
         Err(StoreError::FutureVersion {
             base: 9,
             current: 1
@@ -229,12 +220,12 @@ async fn checkpoints_restore_and_clear() {
     let client = store(&server, "ckpt", 2).await;
     client.initialize(&[0.0, 0.0, 0.0]).await.expect("init");
     client
-        .push(&update("t", 0, 0, vec![1.0, 1.0, 1.0]))
+        .push(&Update::new("t", 0, 0, vec![1.0, 1.0, 1.0]))
         .await
         .expect("push");
     assert_eq!(client.checkpoint(1).await.expect("checkpoint").version, 1);
     client
-        .push(&update("t", 1, 1, vec![5.0, 5.0, 5.0]))
+        .push(&Update::new("t", 1, 1, vec![5.0, 5.0, 5.0]))
         .await
         .expect("push");
     for epoch in 2..=5 {
@@ -256,7 +247,7 @@ async fn checkpoints_restore_and_clear() {
     let straggler = store(&server, "ckpt", 2).await;
     assert_eq!(straggler.pull().await.expect("pull").version, 2);
     client
-        .push(&update("t", 2, 2, vec![1.0, 1.0, 1.0]))
+        .push(&Update::new("t", 2, 2, vec![1.0, 1.0, 1.0]))
         .await
         .expect("push");
     let restored = client.restore(4).await.expect("restore");
@@ -271,7 +262,7 @@ async fn checkpoints_restore_and_clear() {
     // The straggler's push loses its position to the seal, follows it and lands on the restored
     // model; the update ids of the rolled-back run may be used again.
     let receipt = straggler
-        .push(&update("t", 2, 2, vec![10.0, 10.0, 10.0]))
+        .push(&Update::new("t", 2, 2, vec![10.0, 10.0, 10.0]))
         .await
         .expect("push after restore");
     assert!(!receipt.duplicate);
@@ -307,7 +298,7 @@ async fn corrupt_and_missing_objects_are_reported() {
         .await
         .expect("init");
     client
-        .push(&update("t", 0, 0, vec![1.0; 4]))
+        .push(&Update::new("t", 0, 0, vec![1.0; 4]))
         .await
         .expect("push");
     let raw = raw(&server);
@@ -375,7 +366,7 @@ async fn a_dead_or_wiped_server_is_a_clear_error() {
     );
     drop(std::mem::replace(&mut server, S3Server::start(&[])));
     let error = client
-        .push(&update("t", 0, 0, vec![1.0; 10]))
+        .push(&Update::new("t", 0, 0, vec![1.0; 10]))
         .await
         .expect_err("dead server");
     assert!(error.is_retryable(), "{error}");

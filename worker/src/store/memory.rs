@@ -161,15 +161,6 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn update(task: &str, seq: u64, base: u64, delta: Vec<f32>) -> Update {
-        Update {
-            task_id: task.into(),
-            seq,
-            base_version: base,
-            delta,
-        }
-    }
-
     /// 16 writers push 200 updates each at the same time: nothing is lost, nothing applied twice.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_pushes_are_all_applied_exactly_once() {
@@ -186,11 +177,11 @@ mod tests {
         let store = MemoryStore::new();
         store.initialize(&[1.0, 1.0]).await.expect("init");
         let first = store
-            .push(&update("t", 0, 0, vec![1.0, 2.0]))
+            .push(&Update::new("t", 0, 0, vec![1.0, 2.0]))
             .await
             .expect("push");
         let retry = store
-            .push(&update("t", 0, 0, vec![1.0, 2.0]))
+            .push(&Update::new("t", 0, 0, vec![1.0, 2.0]))
             .await
             .expect("push");
         assert!(!first.duplicate && retry.duplicate);
@@ -203,7 +194,7 @@ mod tests {
         let store = MemoryStore::new();
         assert!(matches!(store.pull().await, Err(StoreError::NoModel)));
         store.initialize(&[0.0; 3]).await.expect("init");
-        let short = store.push(&update("t", 0, 0, vec![1.0])).await;
+        let short = store.push(&Update::new("t", 0, 0, vec![1.0])).await;
         assert!(matches!(
             short,
             Err(StoreError::LengthMismatch {
@@ -211,7 +202,7 @@ mod tests {
                 found: 1
             })
         ));
-        let future = store.push(&update("t", 1, 9, vec![1.0; 3])).await;
+        let future = store.push(&Update::new("t", 1, 9, vec![1.0; 3])).await;
         assert!(matches!(future, Err(StoreError::FutureVersion { .. })));
         assert_eq!(
             store.pull().await.expect("pull"),
@@ -227,7 +218,7 @@ mod tests {
         let store = MemoryStore::new();
         store.initialize(&[0.0]).await.expect("init");
         store
-            .push(&update("t", 0, 0, vec![1.0]))
+            .push(&Update::new("t", 0, 0, vec![1.0]))
             .await
             .expect("push");
         assert_eq!(
@@ -238,7 +229,7 @@ mod tests {
             }
         );
         store
-            .push(&update("t", 1, 1, vec![5.0]))
+            .push(&Update::new("t", 1, 1, vec![5.0]))
             .await
             .expect("push");
         assert_eq!(

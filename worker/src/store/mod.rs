@@ -65,6 +65,17 @@ pub struct Update {
     pub delta: Vec<f32>,
 }
 
+impl Update {
+    pub fn new(task_id: impl Into<String>, seq: u64, base_version: u64, delta: Vec<f32>) -> Self {
+        Self {
+            task_id: task_id.into(),
+            seq,
+            base_version,
+            delta,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushReceipt {
     /// Version after this update.
