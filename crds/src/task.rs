@@ -35,6 +35,28 @@ pub struct Task {
     pub threads: u32,
     pub memory_mb: u32,
     pub seed: u64,
+    /// Set when the driver put the training shards into the store: the function reads its shards
+    /// from there instead of loading `dataset` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_data: Option<StoredDataset>,
+}
+
+/// A dataset's training split as the driver wrote it to the parameter store: normalised shards of
+/// `shardSize` samples under a name derived from their content.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoredDataset {
+    /// Names the upload; it changes whenever the samples, their normalisation or the shard size do.
+    pub fingerprint: String,
+    pub samples: u64,
+    pub shards: u32,
+    pub shard_size: u32,
+    /// Features per sample.
+    pub dim: u32,
+    pub classes: u32,
+    /// Height and width of single-channel image samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<[u32; 2]>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -99,6 +121,9 @@ pub struct TaskResult {
     pub timing: Timing,
     /// First task of a fresh function instance.
     pub cold_start: bool,
+    /// Shards this task fetched from the store; the others were cached by the function.
+    #[serde(default)]
+    pub shards_fetched: u32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -192,6 +217,32 @@ impl Task {
         if self.threads == 0 {
             return invalid("threads", "must be at least 1");
         }
+        if let Some(stored) = &self.stored_data {
+            let name_ok = !stored.fingerprint.is_empty()
+                && stored.fingerprint.len() <= 64
+                && stored
+                    .fingerprint
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !name_ok {
+                return invalid(
+                    "storedData.fingerprint",
+                    "must be 1-64 letters, digits or '-'",
+                );
+            }
+            if stored.shards == 0 || stored.shard_size == 0 || stored.dim == 0 {
+                return invalid("storedData", "shards, shardSize and dim must be at least 1");
+            }
+            if let Some(bad) = self.shards.iter().find(|s| **s >= stored.shards) {
+                return Err(TaskDecodeError::Invalid {
+                    field: "shards",
+                    message: format!(
+                        "shard {bad} does not exist: the stored dataset has {} shards",
+                        stored.shards
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -240,6 +291,7 @@ mod tests {
             threads: 1,
             memory_mb: 1769,
             seed: 1,
+            stored_data: None,
         }
     }
 

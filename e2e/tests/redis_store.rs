@@ -355,3 +355,15 @@ async fn job_names_that_are_not_safe_prefixes_are_refused() {
         assert!(error.to_string().contains("DNS-1123"), "{job}: {error}");
     }
 }
+
+#[tokio::test]
+async fn datasets_live_in_the_store_until_clear() {
+    let server = RedisServer::start(&[]);
+    let client = store(&server.url(), "data", 1000).await;
+    conformance::dataset_round_trips_until_clear(&client).await;
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("siren:data:*")
+        .query(&mut server.raw())
+        .expect("keys");
+    assert!(left.is_empty(), "clear left {left:?}");
+}

@@ -382,3 +382,11 @@ async fn a_dead_or_wiped_server_is_a_clear_error() {
     .expect("missing bucket");
     assert!(missing.to_string().contains("no-such-bucket"), "{missing}");
 }
+
+#[tokio::test]
+async fn datasets_live_in_the_store_until_clear() {
+    let server = S3Server::start(&[BUCKET]);
+    let client = store(&server, "data", 1000).await;
+    conformance::dataset_round_trips_until_clear(&client).await;
+    assert!(keys(&raw(&server), "jobs/data/").await.is_empty());
+}

@@ -14,8 +14,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use siren_crds::{
-    EpochRecord, HyperParameters, JobPhase, StoreRef, TASK_PROTOCOL_VERSION, Task, TaskResult,
-    TrainingJobSpec, TrainingJobStatus,
+    EpochRecord, HyperParameters, JobPhase, StoreKind, StoreRef, StoredDataset,
+    TASK_PROTOCOL_VERSION, Task, TaskResult, TrainingJobSpec, TrainingJobStatus,
 };
 use siren_scheduler::{
     Action, BudgetCheck, CostModel, EpochCostEstimate, Observation, Scheduler, check_budget,
@@ -23,7 +23,7 @@ use siren_scheduler::{
 use siren_worker::TaskError;
 use siren_worker::data::{DataError, DataSplits, cached_splits};
 use siren_worker::model::{Architecture, Evaluator, ModelError};
-use siren_worker::store::{ParameterStore, StoreError};
+use siren_worker::store::{ParameterStore, StoreError, upload_dataset};
 use thiserror::Error;
 
 use crate::backend::{Assignment, BackendError, FunctionBackend, Invocation};
@@ -165,6 +165,7 @@ impl JobDriver {
             splits.train.image,
         )?;
         let mut evaluator = Evaluator::new(architecture.clone());
+        let stored_data = self.upload_dataset(&splits).await?;
         self.store
             .initialize(&architecture.initial_params(seed))
             .await?;
@@ -222,7 +223,7 @@ impl JobDriver {
                 Arc::clone(&progress),
             );
             let epoch_started = Instant::now();
-            let tasks = self.plan_tasks(epoch, action, shard_count);
+            let tasks = self.plan_tasks(epoch, action, shard_count, stored_data.as_ref());
             let (results, billed) = self.fan_out(epoch, tasks, action, progress).await?;
             let seconds = epoch_started.elapsed().as_secs_f64();
 
@@ -316,8 +317,46 @@ impl JobDriver {
         }
     }
 
+    /// Functions outside the driver's process have no dataset files: a network store carries the
+    /// training split to them. The in-process store's functions share the driver's loaded copy.
+    async fn upload_dataset(
+        &mut self,
+        splits: &DataSplits,
+    ) -> Result<Option<StoredDataset>, DriverError> {
+        if self.spec.store.kind == StoreKind::Memory {
+            return Ok(None);
+        }
+        self.status.enter_phase(
+            JobPhase::Initializing,
+            "UploadingData",
+            "writing the training shards to the store",
+        );
+        let started = Instant::now();
+        let report = upload_dataset(
+            self.store.as_ref(),
+            &splits.train,
+            self.spec.dataset.shard_size,
+        )
+        .await?;
+        tracing::info!(
+            fingerprint = %report.stored.fingerprint,
+            shards = report.stored.shards,
+            written = report.shards_written,
+            bytes = report.bytes_written,
+            seconds = started.elapsed().as_secs_f64(),
+            "dataset in the store"
+        );
+        Ok(Some(report.stored))
+    }
+
     /// The epoch's shards, shuffled with the job seed, dealt round-robin to the functions.
-    fn plan_tasks(&self, epoch: u32, action: Action, shard_count: usize) -> Vec<Task> {
+    fn plan_tasks(
+        &self,
+        epoch: u32,
+        action: Action,
+        shard_count: usize,
+        stored_data: Option<&StoredDataset>,
+    ) -> Vec<Task> {
         let training = &self.spec.training;
         let mut shards: Vec<u32> = (0..shard_count as u32).collect();
         shards.shuffle(&mut ChaCha8Rng::seed_from_u64(
@@ -347,6 +386,7 @@ impl JobDriver {
                 threads,
                 memory_mb: action.memory_mb,
                 seed: training.seed,
+                stored_data: stored_data.cloned(),
             })
             .collect()
     }

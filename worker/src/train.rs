@@ -4,6 +4,7 @@
 //! steps (momentum and weight decay kept locally for the task's lifetime, since functions are
 //! stateless between tasks) and push the accumulated change as one additive update.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -13,9 +14,9 @@ use rand_chacha::ChaCha8Rng;
 use siren_crds::{StalenessStats, TASK_PROTOCOL_VERSION, Task, TaskResult, Timing};
 use thiserror::Error;
 
-use crate::data::{DataError, cached_splits};
+use crate::data::{DataError, DataSplits, Dataset, cached_splits};
 use crate::model::{Architecture, ComputeEngine, GradientComputer, ModelError};
-use crate::store::{ParameterStore, StoreError, Update};
+use crate::store::{ParameterStore, StoreError, Update, fetch_shards};
 
 #[derive(Debug, Error)]
 pub enum TaskError {
@@ -39,6 +40,56 @@ impl TaskError {
             TaskError::Crashed(_) => true,
             _ => false,
         }
+    }
+}
+
+/// The samples a task trains on: the whole split loaded from the dataset's source (and cached
+/// by the process), or just the task's shards read from the store.
+enum TaskSamples {
+    Split(Arc<DataSplits>),
+    Shards(Dataset),
+}
+
+impl TaskSamples {
+    async fn load(task: &Task, store: &dyn ParameterStore) -> Result<(Self, u32), TaskError> {
+        match &task.stored_data {
+            Some(stored) => {
+                let (shards, fetched) =
+                    fetch_shards(store, &task.job, stored, &task.shards, task.memory_mb).await?;
+                Ok((TaskSamples::Shards(shards), fetched))
+            }
+            None => {
+                let (splits, _cached) = cached_splits(&task.dataset, task.seed)?;
+                Ok((TaskSamples::Split(splits), 0))
+            }
+        }
+    }
+
+    fn dataset(&self) -> &Dataset {
+        match self {
+            TaskSamples::Split(splits) => &splits.train,
+            TaskSamples::Shards(shards) => shards,
+        }
+    }
+
+    /// Sample indices in shard order, before the task's shuffle.
+    fn order(&self, task: &Task) -> Result<Vec<usize>, TaskError> {
+        let train = match self {
+            TaskSamples::Shards(shards) => return Ok((0..shards.len()).collect()),
+            TaskSamples::Split(splits) => &splits.train,
+        };
+        let shard_size = task.dataset.shard_size as usize;
+        let mut order = Vec::new();
+        for &shard in &task.shards {
+            let range = train.shard(shard as usize, shard_size).ok_or_else(|| {
+                TaskError::Invalid(format!(
+                    "shard {shard} does not exist: the dataset has {} shards of {shard_size}",
+                    train.shard_count(shard_size)
+                ))
+            })?;
+            order.extend(range);
+        }
+        Ok(order)
     }
 }
 
@@ -106,19 +157,9 @@ impl FunctionState {
         let started = Instant::now();
         let cold_start = self.tasks_run == 0;
         self.tasks_run += 1;
-        let (splits, _cached) = cached_splits(&task.dataset, task.seed)?;
-        let train = &splits.train;
-        let shard_size = task.dataset.shard_size as usize;
-        let mut order = Vec::new();
-        for &shard in &task.shards {
-            let range = train.shard(shard as usize, shard_size).ok_or_else(|| {
-                TaskError::Invalid(format!(
-                    "shard {shard} does not exist: the dataset has {} shards of {shard_size}",
-                    train.shard_count(shard_size)
-                ))
-            })?;
-            order.extend(range);
-        }
+        let (samples, shards_fetched) = TaskSamples::load(task, store).await?;
+        let train = samples.dataset();
+        let mut order = samples.order(task)?;
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
             task.seed,
             task.epoch,
@@ -232,6 +273,7 @@ impl FunctionState {
             },
             timing,
             cold_start,
+            shards_fetched,
         })
     }
 }
@@ -279,6 +321,7 @@ mod tests {
             threads: 1,
             memory_mb: 1769,
             seed: 4,
+            stored_data: None,
         }
     }
 
@@ -367,6 +410,48 @@ mod tests {
         );
         assert!(!error.is_retryable());
         assert_eq!(store.stats().await.expect("stats").version, 0);
+    }
+
+    /// A function with no dataset files trains on shards from the store, on exactly the samples
+    /// and in exactly the order it would have used with the files.
+    #[tokio::test]
+    async fn shards_from_the_store_train_exactly_like_the_files() {
+        let from_files = task(vec![3, 1], 2);
+        let files_store = store_for(&from_files).await;
+        FunctionState::new()
+            .run_task(&from_files, &files_store, None)
+            .await
+            .expect("task from files");
+
+        let shards_store = store_for(&from_files).await;
+        let (splits, _) = cached_splits(&from_files.dataset, from_files.seed).expect("data");
+        let report = crate::store::upload_dataset(&shards_store, &splits.train, 100)
+            .await
+            .expect("upload");
+        let mut from_store = from_files.clone();
+        from_store.job = "no-files".into();
+        from_store.dataset.synthetic = None;
+        from_store.dataset.csv = Some(
+            serde_json::from_value(serde_json::json!({"train": "/nonexistent/train.csv"}))
+                .expect("csv source"),
+        );
+        from_store.stored_data = Some(report.stored);
+        let mut function = FunctionState::new();
+        let result = function
+            .run_task(&from_store, &shards_store, None)
+            .await
+            .expect("task from the store");
+        assert_eq!(result.shards_fetched, 2);
+        assert_eq!(
+            shards_store.pull().await.expect("pull"),
+            files_store.pull().await.expect("pull"),
+            "same samples, same order, same parameters"
+        );
+        let warm = function
+            .run_task(&from_store, &shards_store, None)
+            .await
+            .expect("warm task");
+        assert_eq!(warm.shards_fetched, 0, "a warm function keeps its shards");
     }
 
     #[tokio::test]

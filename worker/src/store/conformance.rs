@@ -59,3 +59,39 @@ pub async fn concurrent_writers_lose_nothing(
     assert_eq!(stats.staleness_max, observed_max);
     stats
 }
+
+/// The data area: a dataset uploaded to the store comes back shard for shard, survives
+/// `initialize` (a job's model is reset, its dataset is not) and goes with `clear`.
+pub async fn dataset_round_trips_until_clear(store: &dyn ParameterStore) {
+    use crate::data::Dataset;
+    use crate::store::{StoreError, fetch_shards, upload_dataset};
+
+    let samples = 50;
+    let features: Vec<f32> = (0..samples * 4).map(|v| v as f32 / 7.0).collect();
+    let labels: Vec<u32> = (0..samples as u32).map(|l| l % 3).collect();
+    let train = Dataset::new(features, labels, 4, 3, Some((2, 2))).expect("dataset");
+    let report = upload_dataset(store, &train, 16).await.expect("upload");
+    assert_eq!(report.stored.shards, 4);
+    assert_eq!(report.shards_written, 4);
+    store.initialize(&[0.0; 8]).await.expect("initialize");
+    let again = upload_dataset(store, &train, 16).await.expect("re-upload");
+    assert_eq!(again.shards_written, 0, "initialize kept the dataset");
+
+    // A job name of its own: the process-wide shard cache must not answer for the store.
+    let job = format!("conformance-{}", report.stored.fingerprint);
+    let (back, fetched) = fetch_shards(store, &job, &report.stored, &[3, 0, 1, 2], 64)
+        .await
+        .expect("fetch");
+    assert_eq!(fetched, 4);
+    assert_eq!(back.len(), samples);
+    assert_eq!(back.sample(0), train.sample(48), "shard 3 first");
+    assert_eq!(back.sample(2), train.sample(0));
+    assert_eq!(back.image, Some((2, 2)));
+
+    store.clear().await.expect("clear");
+    let gone = fetch_shards(store, &format!("{job}-after"), &report.stored, &[0], 64).await;
+    assert!(
+        matches!(gone, Err(StoreError::MissingData(_))),
+        "clear removes the dataset"
+    );
+}

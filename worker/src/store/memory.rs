@@ -1,6 +1,6 @@
 //! The in-process store: the embedded default, for functions that share the driver's process.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ struct Model {
 struct State {
     model: Option<Model>,
     checkpoints: BTreeMap<u32, (u64, Vec<f32>)>,
+    data: HashMap<String, Vec<u8>>,
 }
 
 /// One mutex makes every push atomic; a push is a single vector addition, so the critical section
@@ -154,6 +155,15 @@ impl ParameterStore for MemoryStore {
         *self.lock() = State::default();
         Ok(())
     }
+
+    async fn put_data(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.lock().data.insert(name.to_string(), bytes.to_vec());
+        Ok(())
+    }
+
+    async fn get_data(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().data.get(name).cloned())
+    }
 }
 
 #[cfg(test)]
@@ -170,6 +180,11 @@ mod tests {
             Box::pin(async move { store }) as std::pin::Pin<Box<dyn Future<Output = _> + Send>>
         };
         crate::store::conformance::concurrent_writers_lose_nothing(open, 16, 200, 1000).await;
+    }
+
+    #[tokio::test]
+    async fn dataset_round_trips_until_clear() {
+        crate::store::conformance::dataset_round_trips_until_clear(&MemoryStore::new()).await;
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 mod blob;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+mod dataset;
 mod memory;
 mod redis;
 mod s3;
@@ -21,6 +22,9 @@ use siren_crds::{StoreKind, StoreRef};
 use thiserror::Error;
 
 pub use self::redis::{DEFAULT_CHUNK_VALUES, RedisStore, redact};
+pub use dataset::{
+    MAX_SHARD_BYTES, UploadReport, dataset_fingerprint, fetch_shards, upload_dataset,
+};
 pub use memory::MemoryStore;
 pub use s3::{Objects as S3Objects, S3Options, S3Store, StaticCredentials};
 
@@ -40,6 +44,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("the store holds no {0} (was the store wiped, or the dataset never uploaded?)")]
+    MissingData(String),
 }
 
 impl StoreError {
@@ -112,8 +118,12 @@ pub trait ParameterStore: Send + Sync {
     /// Makes an epoch's checkpoint the current model again.
     async fn restore(&self, epoch: u32) -> Result<CheckpointInfo, StoreError>;
     async fn stats(&self) -> Result<StoreStats, StoreError>;
-    /// Removes everything the job keeps in the store.
+    /// Removes everything the job keeps in the store, its data area included.
     async fn clear(&self) -> Result<(), StoreError>;
+    /// Writes one named blob to the job's data area (dataset shards), replacing an earlier one.
+    /// The data area outlives `initialize` and `restore`: a job's dataset is uploaded once.
+    async fn put_data(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    async fn get_data(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// How long a network store may take to answer one call before it counts as unreachable.

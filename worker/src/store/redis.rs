@@ -313,8 +313,13 @@ impl RedisStore {
             .collect()
     }
 
-    /// Removes every key under the job's prefix.
-    async fn delete_all(&self) -> Result<(), StoreError> {
+    fn data_key(&self, name: &str) -> String {
+        self.key(&format!("data:{name}"))
+    }
+
+    /// Removes every key under the job's prefix; the data area too unless `keep_data`.
+    async fn delete_all(&self, keep_data: bool) -> Result<(), StoreError> {
+        let data_prefix = self.data_key("");
         let mut connection = self.connection();
         let mut cursor: u64 = 0;
         loop {
@@ -329,6 +334,10 @@ impl RedisStore {
                         .query_async(&mut connection),
                 )
                 .await?;
+            let keys: Vec<String> = keys
+                .into_iter()
+                .filter(|key| !(keep_data && key.starts_with(&data_prefix)))
+                .collect();
             if !keys.is_empty() {
                 self.bounded(
                     redis::cmd("UNLINK")
@@ -348,7 +357,7 @@ impl RedisStore {
 #[async_trait]
 impl ParameterStore for RedisStore {
     async fn initialize(&self, params: &[f32]) -> Result<(), StoreError> {
-        self.delete_all().await?;
+        self.delete_all(true).await?;
         let layout = Layout {
             params: params.len(),
             chunk_values: self.chunk_values,
@@ -687,10 +696,29 @@ impl ParameterStore for RedisStore {
     }
 
     async fn clear(&self) -> Result<(), StoreError> {
-        self.delete_all().await?;
+        self.delete_all(false).await?;
         *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.remember(None);
         Ok(())
+    }
+
+    async fn put_data(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.bounded(
+            redis::cmd("SET")
+                .arg(self.data_key(name))
+                .arg(bytes)
+                .query_async::<()>(&mut self.connection()),
+        )
+        .await
+    }
+
+    async fn get_data(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.bounded(
+            redis::cmd("GET")
+                .arg(self.data_key(name))
+                .query_async(&mut self.connection()),
+        )
+        .await
     }
 }
 

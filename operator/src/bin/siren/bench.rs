@@ -199,6 +199,7 @@ impl Bench<'_> {
                 threads: args.threads as u32,
                 memory_mb: 1769,
                 seed: 1,
+                stored_data: None,
             };
             let started = Instant::now();
             let result = self.pool.install(|| {

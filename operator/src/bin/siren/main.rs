@@ -1,6 +1,7 @@
 //! `siren`: train a TrainingJob on this machine, check a manifest, measure training throughput.
 
 mod bench;
+mod data;
 mod store_bench;
 mod train;
 
@@ -52,10 +53,25 @@ enum Command {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
+    /// Datasets in a job's store.
+    Data {
+        #[command(subcommand)]
+        what: DataCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Write a job's training shards to its Redis or S3 store now, so the job finds them there.
+    Upload {
+        /// The TrainingJob manifest whose dataset and store to use.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
     },
 }
 
@@ -119,6 +135,9 @@ fn main() -> ExitCode {
             model_out.as_deref(),
         ),
         Command::Validate { file } => train::validate(&file),
+        Command::Data {
+            what: DataCommand::Upload { file },
+        } => data::upload(&file),
         Command::Bench {
             what: BenchCommand::Train(args),
         } => bench::train(&args),

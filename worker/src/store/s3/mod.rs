@@ -262,6 +262,11 @@ impl S3Store {
         format!("{}gen/{generation}/delta/{nonce}", self.root)
     }
 
+    /// Outside every generation: initialize and restore leave the dataset in place.
+    fn data_key(&self, name: &str) -> String {
+        format!("{}data/{name}", self.root)
+    }
+
     fn checkpoint_prefix(&self) -> String {
         format!("{}ckpt/", self.root)
     }
@@ -869,5 +874,13 @@ impl ParameterStore for S3Store {
         let mut slot = self.cursor.lock().await;
         *slot = None;
         self.objects.delete_prefix(&self.root).await
+    }
+
+    async fn put_data(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.objects.put(&self.data_key(name), bytes.to_vec()).await
+    }
+
+    async fn get_data(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.objects.get(&self.data_key(name)).await
     }
 }
