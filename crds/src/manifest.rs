@@ -230,6 +230,24 @@ spec:
     }
 
     #[test]
+    fn scheduler_settings_are_checked() {
+        let with = |section: &str| format!("{MINIMAL}{section}");
+        assert!(
+            error_of(&with("  scheduler:\n    policy: drl\n"))
+                .contains("spec.training.targetAccuracy: the drl scheduler")
+        );
+        let drl = with(
+            "  scheduler:\n    policy: drl\n    policyFile: p.json\n  training:\n    targetAccuracy: 0.8\n",
+        );
+        let job = parse_manifest(&drl, "job.yaml").expect("a drl job");
+        assert!(job.spec.scheduler.online_learning, "on by default");
+        assert!(
+            error_of(&with("  scheduler:\n    profileFile: p.json\n"))
+                .contains("spec.scheduler.profileFile: only the drl policy")
+        );
+    }
+
+    #[test]
     fn malformed_yaml_is_an_error_not_a_panic() {
         let message = error_of("apiVersion: [unclosed\n");
         assert!(message.starts_with("job.yaml"), "{message}");

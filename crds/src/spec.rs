@@ -306,6 +306,10 @@ pub enum SchedulerPolicy {
     #[default]
     #[serde(rename = "static")]
     Static,
+    /// The deep-reinforcement-learning agent: functions and memory chosen before every epoch from
+    /// the job's progress, time and budget; it never picks an epoch the budget cannot pay for.
+    #[serde(rename = "drl")]
+    Drl,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -321,6 +325,22 @@ pub struct SchedulerSpec {
     #[serde(default = "default_memory_mb")]
     #[schemars(range(min = 128, max = 10240))]
     pub memory_mb: u32,
+    /// `drl` only: the policy to act with (JSON written by `siren scheduler train`), read where the
+    /// driver runs. Unset: the policy learned from earlier jobs on this machine, else the shipped one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_file: Option<String>,
+    /// `drl` only: a profile written by `siren calibrate` (the job's compute per sample and the
+    /// platform's store, cold starts and stragglers). Unset: measured briefly at the job's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_file: Option<String>,
+    /// `drl` only: after the job, learn from its epochs and save the updated policy (to
+    /// `policyFile` when set, else to the machine's learned policy).
+    #[serde(default = "default_true")]
+    pub online_learning: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_functions() -> u32 {
@@ -336,6 +356,9 @@ impl Default for SchedulerSpec {
             policy: SchedulerPolicy::Static,
             functions: default_functions(),
             memory_mb: default_memory_mb(),
+            policy_file: None,
+            profile_file: None,
+            online_learning: true,
         }
     }
 }

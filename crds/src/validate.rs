@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::parse_s3_url;
-use crate::spec::{ModelKind, PricingSpec, StoreKind, StoreSpec, TrainingJobSpec};
+use crate::spec::{ModelKind, PricingSpec, SchedulerPolicy, StoreKind, StoreSpec, TrainingJobSpec};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldError {
@@ -91,12 +91,38 @@ impl TrainingJobSpec {
             128,
             10_240,
         );
+        self.validate_scheduler(&mut errors);
         validate_pricing(&self.backend.pricing, &mut errors);
         validate_store(&self.store, &mut errors);
         if errors.0.is_empty() {
             Ok(())
         } else {
             Err(errors)
+        }
+    }
+
+    fn validate_scheduler(&self, errors: &mut ValidationErrors) {
+        let scheduler = &self.scheduler;
+        if scheduler.policy == SchedulerPolicy::Drl {
+            if self.training.target_accuracy.is_none() {
+                errors.add(
+                    "spec.training.targetAccuracy",
+                    "the drl scheduler minimises the time to a target accuracy: set one"
+                        .to_string(),
+                );
+            }
+            return;
+        }
+        for (field, set) in [
+            ("spec.scheduler.policyFile", scheduler.policy_file.is_some()),
+            (
+                "spec.scheduler.profileFile",
+                scheduler.profile_file.is_some(),
+            ),
+        ] {
+            if set {
+                errors.add(field, "only the drl policy reads it".to_string());
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! status, history, checkpoint -> stop or go on.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -18,7 +19,8 @@ use siren_crds::{
     TASK_PROTOCOL_VERSION, Task, TaskResult, TrainingJobSpec, TrainingJobStatus,
 };
 use siren_scheduler::{
-    Action, BudgetCheck, CostModel, EpochCostEstimate, Observation, Scheduler, check_budget,
+    Action, BudgetCheck, CostModel, Decision, EpochCostEstimate, Observation, Scheduler,
+    check_budget,
 };
 use siren_worker::TaskError;
 use siren_worker::data::{DataError, DataSplits, cached_splits};
@@ -41,6 +43,8 @@ pub enum DriverError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] crate::learned::LearnedError),
     #[error("epoch {epoch}: task {task_id} failed after {attempts} attempt(s): {error}")]
     Task {
         epoch: u32,
@@ -100,6 +104,8 @@ pub struct JobDriver {
     scheduler: Box<dyn Scheduler>,
     cost_model: Arc<dyn CostModel>,
     status: TrainingJobStatus,
+    /// Where a learning scheduler's updated state is saved after the job.
+    scheduler_state: Option<PathBuf>,
 }
 
 impl JobDriver {
@@ -119,7 +125,14 @@ impl JobDriver {
             scheduler,
             cost_model,
             status: TrainingJobStatus::default(),
+            scheduler_state: None,
         }
+    }
+
+    /// Saves what the scheduler learns from the job to `path` once the job ends.
+    pub fn saving_scheduler_state(mut self, path: PathBuf) -> Self {
+        self.scheduler_state = Some(path);
+        self
     }
 
     pub fn status(&self) -> &TrainingJobStatus {
@@ -178,7 +191,19 @@ impl JobDriver {
 
         for epoch in 0..self.spec.training.max_epochs {
             let observation = self.observe(epoch, previous_loss, started);
-            let action = self.scheduler.decide(&observation);
+            let action = match self.scheduler.decide_or_stop(&observation) {
+                Decision::Run(action) => action,
+                Decision::Stop { cheapest } => {
+                    tracing::info!(
+                        epoch,
+                        functions = cheapest.functions,
+                        memory_mb = cheapest.memory_mb,
+                        "the scheduler can afford no further epoch"
+                    );
+                    stop_reason = StopReason::BudgetExhausted;
+                    break;
+                }
+            };
             let action = Action {
                 functions: action.functions.clamp(1, shard_count as u32),
                 memory_mb: action.memory_mb.clamp(128, 10_240),
@@ -272,6 +297,7 @@ impl JobDriver {
         }
 
         let params = self.store.pull().await?.params;
+        self.save_scheduler_state();
         self.status.elapsed_seconds = started.elapsed().as_secs_f64();
         let message = match (stop_reason, self.status.accuracy) {
             (_, Some(accuracy)) => format!(
@@ -296,6 +322,21 @@ impl JobDriver {
             architecture,
             params,
         })
+    }
+
+    /// A learning scheduler's update is worth keeping, but not worth failing a finished job for.
+    fn save_scheduler_state(&mut self) {
+        let Some(state) = self.scheduler.job_finished() else {
+            return;
+        };
+        let Some(path) = &self.scheduler_state else {
+            return;
+        };
+        if let Err(error) = write_atomically(path, state.as_bytes()) {
+            tracing::warn!(path = %path.display(), %error, "cannot save the scheduler's learned policy");
+        } else {
+            tracing::info!(path = %path.display(), "saved the scheduler's learned policy");
+        }
     }
 
     fn observe(&self, epoch: u32, previous_loss: Option<f64>, started: Instant) -> Observation {
@@ -465,6 +506,18 @@ impl JobDriver {
     }
 }
 
+/// Written beside the target and renamed over it, so a crash never leaves half a policy.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path)
+}
+
 fn evaluate(
     evaluator: &mut Evaluator,
     params: &[f32],
@@ -520,6 +573,7 @@ fn failure_reason(error: &DriverError) -> &'static str {
         DriverError::Model(_) => "ModelIncompatible",
         DriverError::Store(_) => "StoreFailed",
         DriverError::Backend(_) => "BackendFailed",
+        DriverError::Scheduler(_) => "SchedulerUnavailable",
         DriverError::Task { .. } => "TaskFailed",
     }
 }

@@ -1,10 +1,15 @@
 //! Assembles a driver from a TrainingJob: its store, backend, scheduler and pricing.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use siren_crds::{BackendKind, SchedulerPolicy, StoreKind, StoreRef, TrainingJob};
-use siren_scheduler::{Action, Scheduler, StaticScheduler};
+use siren_crds::{BackendKind, SchedulerPolicy, StoreKind, StoreRef, TrainingJob, TrainingJobSpec};
+use siren_scheduler::{Action, DrlScheduler, Scheduler, StaticScheduler};
+use siren_worker::data::cached_splits;
+use siren_worker::model::Architecture;
 use siren_worker::store::{MemoryStore, ParameterStore, connect_store};
+
+use crate::learned::{LearningScheduler, load_policy, measure_compute, profiles, read_profile};
 
 use crate::backend::{FunctionBackend, LocalBackend};
 use crate::driver::{DriverError, JobDriver};
@@ -29,13 +34,53 @@ pub async fn driver_for(job: &TrainingJob) -> Result<JobDriver, DriverError> {
             Arc::clone(&cost_model),
         )),
     };
+    let mut policy_out = None;
     let scheduler: Box<dyn Scheduler> = match spec.scheduler.policy {
         SchedulerPolicy::Static => Box::new(StaticScheduler::new(Action {
             functions: spec.scheduler.functions,
             memory_mb: spec.scheduler.memory_mb,
         })),
+        SchedulerPolicy::Drl => {
+            let (agent, saved_to) = drl_scheduler(&spec)?;
+            policy_out = Some(saved_to);
+            Box::new(agent)
+        }
     };
-    Ok(JobDriver::new(
-        &name, spec, store, backend, scheduler, cost_model,
+    let driver = JobDriver::new(&name, spec, store, backend, scheduler, cost_model);
+    Ok(match policy_out {
+        Some(path) => driver.saving_scheduler_state(path),
+        None => driver,
+    })
+}
+
+/// The DRL agent for this job, and the file its online updates are saved to.
+fn drl_scheduler(spec: &TrainingJobSpec) -> Result<(LearningScheduler, PathBuf), DriverError> {
+    let (policy, saved_to) = load_policy(spec)?;
+    let (splits, _) = cached_splits(&spec.dataset, spec.training.seed)?;
+    let architecture = Architecture::new(
+        &spec.model,
+        splits.train.dim,
+        splits.train.classes,
+        splits.train.image,
+    )?;
+    let calibrated = match &spec.scheduler.profile_file {
+        Some(path) => Some(read_profile(Path::new(path))?),
+        None => None,
+    };
+    let (job, platform) = profiles(spec, &architecture, &splits, calibrated, || {
+        measure_compute(
+            &architecture,
+            &splits,
+            spec.training.batch_size as usize,
+            COMPUTE_PROBE_SECONDS,
+        )
+    })?;
+    let agent = DrlScheduler::new(policy, job, platform);
+    Ok((
+        LearningScheduler::new(agent, spec.scheduler.online_learning),
+        saved_to,
     ))
 }
+
+/// Long enough to time a few dozen batches of any sample model, short beside an epoch.
+const COMPUTE_PROBE_SECONDS: f64 = 0.5;

@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod driver;
 pub mod job;
+pub mod learned;
 pub mod pricing;
 pub mod summary;
 

@@ -1,18 +1,23 @@
-//! The cost model a job's pricing section selects.
+//! The prices a job's pricing section selects: one value serves the driver's billing and the
+//! scheduler's predictions, so the two can never disagree.
 
 use std::sync::Arc;
 
 use siren_crds::{PricingModel, PricingSpec};
-use siren_scheduler::{ClusterPricing, CostModel, LambdaPricing, MB_PER_VCPU};
+use siren_scheduler::{ClusterPricing, CostModel, MB_PER_VCPU, Pricing};
 
-pub fn cost_model(pricing: &PricingSpec) -> Arc<dyn CostModel> {
-    match pricing.model {
-        PricingModel::LambdaX86 => Arc::new(LambdaPricing::X86),
-        PricingModel::LambdaArm => Arc::new(LambdaPricing::ARM),
-        PricingModel::Cluster => Arc::new(ClusterPricing {
-            vcpu_second_usd: pricing.vcpu_second_usd,
-            gb_second_usd: pricing.gb_second_usd,
-            mb_per_vcpu: MB_PER_VCPU,
-        }),
+pub fn pricing_of(spec: &PricingSpec) -> Pricing {
+    match spec.model {
+        PricingModel::LambdaX86 => Pricing::LambdaX86,
+        PricingModel::LambdaArm => Pricing::LambdaArm,
+        PricingModel::Cluster => Pricing::Cluster(ClusterPricing::new(
+            spec.vcpu_second_usd,
+            spec.gb_second_usd,
+            MB_PER_VCPU,
+        )),
     }
+}
+
+pub fn cost_model(spec: &PricingSpec) -> Arc<dyn CostModel> {
+    Arc::new(pricing_of(spec))
 }

@@ -460,10 +460,28 @@ impl Scheduler for DrlScheduler {
                 cheapest: features.cheapest.unwrap_or(fallback),
             };
         }
+        // A diverging loss (NaN, infinity) must not reach the network: it would make every
+        // probability NaN and the choice arbitrary.
+        let mut features = features;
+        features
+            .inputs
+            .mapv_inplace(|v| if v.is_finite() { v } else { 0.0 });
+        for value in &mut features.state {
+            if !value.is_finite() {
+                *value = 0.0;
+            }
+        }
         let probabilities = self
             .policy
             .probabilities(&features.inputs, &features.allowed);
+        let usable = probabilities
+            .iter()
+            .zip(&features.allowed)
+            .any(|(p, allowed)| *allowed && p.is_finite() && *p > 0.0);
         let chosen = match &mut self.exploration {
+            _ if !usable => features
+                .cheapest
+                .and_then(|cheapest| context.actions.iter().position(|a| *a == cheapest)),
             Exploration::Greedy => probabilities
                 .iter()
                 .enumerate()

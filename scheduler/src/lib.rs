@@ -31,7 +31,10 @@ pub use fit::{CurveFit, FitError, ObservedCurve, fit_loss_curve};
 pub use grid::ActionGrid;
 pub use mask::{PROFILE_MARGIN, affordable, pessimistic_cost};
 pub use policy::{Action, Decision, Observation, Scheduler, StaticScheduler};
-pub use profile::{ColdStart, JobProfile, LossCurve, PlatformProfile, StoreProfile, Stragglers};
+pub use profile::{
+    CalibratedProfile, ColdStart, JobProfile, LossCurve, PlatformProfile, ProfileError,
+    StoreProfile, Stragglers,
+};
 pub use simjob::{SimJob, SimJobConfig};
 pub use simulator::{EpochModel, EpochOutcome, Simulator, WarmPool};
 pub use train::{TrainingConfig, TrainingReport, train_offline};

@@ -56,6 +56,11 @@ pub trait Scheduler: Send {
     }
     /// Called after each epoch with what the chosen action led to.
     fn record(&mut self, _before: &Observation, _action: Action, _after: &Observation) {}
+    /// Called once when the job has ended. A scheduler that learns from real jobs updates itself
+    /// from this one and returns its new state (JSON) for the caller to persist.
+    fn job_finished(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// The user's fixed choice, every epoch.

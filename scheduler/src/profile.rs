@@ -244,6 +244,115 @@ impl PlatformProfile {
     }
 }
 
+/// What `siren calibrate` writes and the DRL scheduler of a real job reads: the job and the
+/// platform as measured on a real machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibratedProfile {
+    pub job: JobProfile,
+    pub platform: PlatformProfile,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("profile field `{field}` is {value}: {expected}")]
+pub struct ProfileError {
+    pub field: &'static str,
+    pub value: f64,
+    pub expected: &'static str,
+}
+
+impl CalibratedProfile {
+    /// Rejects values no measurement gives, which would otherwise make predictions (and so the
+    /// budget mask) meaningless: non-finite, negative, or inverted bounds.
+    pub fn validate(&self) -> Result<(), ProfileError> {
+        let (job, platform) = (&self.job, &self.platform);
+        let positive = [
+            (
+                "job.compute_seconds_per_sample",
+                job.compute_seconds_per_sample,
+            ),
+            ("job.parameter_bytes", job.parameter_bytes),
+            (
+                "platform.store.latency_seconds",
+                platform.store.latency_seconds,
+            ),
+            (
+                "platform.store.function_bandwidth_bytes_per_second",
+                platform.store.function_bandwidth_bytes_per_second,
+            ),
+            (
+                "platform.store.aggregate_bandwidth_bytes_per_second",
+                platform.store.aggregate_bandwidth_bytes_per_second,
+            ),
+            (
+                "platform.cold_start.max_seconds",
+                platform.cold_start.max_seconds,
+            ),
+            (
+                "platform.max_invocation_seconds",
+                platform.max_invocation_seconds,
+            ),
+        ];
+        for (field, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(ProfileError {
+                    field,
+                    value,
+                    expected: "must be a positive number",
+                });
+            }
+        }
+        let non_negative = [
+            ("job.data_bytes_per_sample", job.data_bytes_per_sample),
+            ("job.parallel_efficiency", job.parallel_efficiency),
+            (
+                "platform.cold_start.median_seconds",
+                platform.cold_start.median_seconds,
+            ),
+            ("platform.cold_start.sigma", platform.cold_start.sigma),
+            ("platform.stragglers.sigma", platform.stragglers.sigma),
+            (
+                "platform.invocation_overhead_seconds",
+                platform.invocation_overhead_seconds,
+            ),
+            (
+                "platform.epoch_overhead_seconds",
+                platform.epoch_overhead_seconds,
+            ),
+        ];
+        for (field, value) in non_negative {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(ProfileError {
+                    field,
+                    value,
+                    expected: "must be a non-negative number",
+                });
+            }
+        }
+        if platform.cold_start.max_seconds < platform.cold_start.median_seconds {
+            return Err(ProfileError {
+                field: "platform.cold_start.max_seconds",
+                value: platform.cold_start.max_seconds,
+                expected: "must be at least the median cold start",
+            });
+        }
+        if !(platform.stragglers.max_factor.is_finite() && platform.stragglers.max_factor >= 1.0) {
+            return Err(ProfileError {
+                field: "platform.stragglers.max_factor",
+                value: platform.stragglers.max_factor,
+                expected: "must be at least 1",
+            });
+        }
+        if platform.max_functions == 0 || platform.min_memory_mb > platform.max_memory_mb {
+            return Err(ProfileError {
+                field: "platform.max_functions",
+                value: f64::from(platform.max_functions),
+                expected: "needs at least one function and min memory <= max memory",
+            });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +387,30 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&job).expect("serialises"))
                 .expect("parses");
         assert_eq!(back, job);
+    }
+
+    #[test]
+    fn impossible_profiles_are_rejected() {
+        let good = CalibratedProfile {
+            job: JobProfile::fashion_mnist_mlp(),
+            platform: PlatformProfile::local_default(),
+        };
+        assert_eq!(good.validate(), Ok(()));
+        let mut nan = good.clone();
+        nan.job.compute_seconds_per_sample = f64::NAN;
+        assert_eq!(
+            nan.validate().map_err(|e| e.field),
+            Err("job.compute_seconds_per_sample")
+        );
+        let mut inverted = good.clone();
+        inverted.platform.cold_start.max_seconds = 0.01;
+        assert_eq!(
+            inverted.validate().map_err(|e| e.field),
+            Err("platform.cold_start.max_seconds")
+        );
+        let mut speedup = good;
+        speedup.platform.stragglers.max_factor = 0.5;
+        assert!(speedup.validate().is_err());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 mod bench;
 mod data;
+mod plot;
+mod scheduler_cmd;
 mod store_bench;
 mod train;
 
@@ -58,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         what: DataCommand,
     },
+    /// The DRL scheduler: train it in the simulator, evaluate it against the baselines.
+    Scheduler {
+        #[command(subcommand)]
+        what: SchedulerCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -73,6 +80,14 @@ enum DataCommand {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum SchedulerCommand {
+    /// Train the policy offline on randomised simulated jobs and platforms.
+    Train(scheduler_cmd::TrainArgs),
+    /// Run every scheduler on held-out simulated jobs at several budgets and print the table.
+    Eval(scheduler_cmd::EvalArgs),
 }
 
 #[derive(Subcommand)]
@@ -138,6 +153,12 @@ fn main() -> ExitCode {
         Command::Data {
             what: DataCommand::Upload { file },
         } => data::upload(&file),
+        Command::Scheduler {
+            what: SchedulerCommand::Train(args),
+        } => scheduler_cmd::train(&args),
+        Command::Scheduler {
+            what: SchedulerCommand::Eval(args),
+        } => scheduler_cmd::eval(&args),
         Command::Bench {
             what: BenchCommand::Train(args),
         } => bench::train(&args),

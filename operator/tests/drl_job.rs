@@ -1,0 +1,122 @@
+//! `scheduler: {policy: drl}` in a real job on the local backend: the shipped agent chooses each
+//! epoch's functions and memory from its grid, stays within the budget, and learns from the job.
+
+use siren_crds::{TrainingJob, parse_manifest};
+use siren_operator::learned::SHIPPED_POLICY;
+use siren_operator::{Silent, driver_for};
+use siren_scheduler::Policy;
+
+fn drl_job(policy_file: &std::path::Path, budget: f64, online: bool) -> TrainingJob {
+    let text = format!(
+        "apiVersion: siren.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: drl
+spec:
+  model: {{kind: mlp, hidden: [32]}}
+  dataset:
+    synthetic: {{samples: 4000, testSamples: 500, features: 20, classes: 4, noise: 4.0, seed: 3}}
+    shardSize: 250
+  training: {{batchSize: 32, learningRate: 0.02, maxEpochs: 12, targetAccuracy: 0.99, seed: 7}}
+  budget: {{maxCostUsd: {budget}}}
+  scheduler:
+    policy: drl
+    policyFile: {}
+    onlineLearning: {online}
+",
+        policy_file.display()
+    );
+    parse_manifest(&text, "test").expect("valid drl manifest")
+}
+
+fn run(job: &TrainingJob) -> siren_operator::JobOutcome {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async { driver_for(job).await?.run(&mut Silent).await })
+        .expect("the drl job runs")
+}
+
+#[test]
+fn the_agent_picks_from_its_grid_within_budget_and_learns_from_the_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy_file = dir.path().join("policy.json");
+    std::fs::write(&policy_file, SHIPPED_POLICY).expect("write policy");
+    let shipped = Policy::from_json(SHIPPED_POLICY).expect("shipped policy");
+    // An unreachable target (the classes overlap): the job runs to its last epoch, on what the
+    // budget allows.
+    let budget = 0.00001;
+    let outcome = run(&drl_job(&policy_file, budget, true));
+
+    let history = &outcome.status.history;
+    assert!(!history.is_empty(), "at least one epoch ran");
+    for record in history {
+        assert!(
+            shipped.grid.functions.contains(&record.functions)
+                && shipped.grid.memory_mb.contains(&record.memory_mb),
+            "epoch {}: ({}, {}) is not on the agent's grid",
+            record.epoch,
+            record.functions,
+            record.memory_mb
+        );
+    }
+    assert!(
+        outcome.status.cost_usd <= budget,
+        "spent ${} of ${budget}",
+        outcome.status.cost_usd
+    );
+
+    // With a hundred times the budget, the same agent buys more compute per epoch.
+    let roomy = run(&drl_job(&policy_file, budget * 100.0, false));
+    let compute = |outcome: &siren_operator::JobOutcome| -> f64 {
+        let history = &outcome.status.history;
+        history
+            .iter()
+            .map(|r| f64::from(r.functions) * f64::from(r.memory_mb))
+            .sum::<f64>()
+            / history.len() as f64
+    };
+    assert!(
+        compute(&roomy) > compute(&outcome),
+        "mean MB in use per epoch: {} with the larger budget, {} with the smaller",
+        compute(&roomy),
+        compute(&outcome)
+    );
+
+    let learned = std::fs::read_to_string(&policy_file).expect("policy saved");
+    assert_ne!(
+        learned, SHIPPED_POLICY,
+        "online learning changed the policy"
+    );
+    Policy::from_json(&learned).expect("the saved policy loads");
+}
+
+#[test]
+fn without_online_learning_the_policy_file_is_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy_file = dir.path().join("policy.json");
+    std::fs::write(&policy_file, SHIPPED_POLICY).expect("write policy");
+    run(&drl_job(&policy_file, 0.00001, false));
+    assert_eq!(
+        std::fs::read_to_string(&policy_file).expect("policy"),
+        SHIPPED_POLICY
+    );
+}
+
+#[test]
+fn a_missing_policy_file_fails_the_job_before_it_starts() {
+    let job = drl_job(std::path::Path::new("/nonexistent/policy.json"), 0.01, true);
+    let error = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(driver_for(&job))
+        .err()
+        .expect("no policy, no job");
+    assert!(
+        error.to_string().contains("/nonexistent/policy.json"),
+        "{error}"
+    );
+}
