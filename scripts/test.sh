@@ -11,4 +11,6 @@ cargo fmt --all -- --check
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo test --release --locked --workspace
 cargo test --release --locked -p siren-operator --test fashion_mnist -- --ignored --test-threads 1
+cargo test --release --locked -p siren-operator --test calibrate -- --ignored --test-threads 1
+cargo test --release --locked -p siren-scheduler --test acceptance -- --ignored
 cargo test --release --locked -p siren-e2e --test s3_store -- --ignored

@@ -45,6 +45,15 @@ pub enum DriverError {
     Backend(#[from] BackendError),
     #[error("scheduler: {0}")]
     Scheduler(#[from] crate::learned::LearnedError),
+    #[error(
+        "epoch {epoch}: task {task_id} failed and retrying it (${retry_usd:.6}) could overrun the budget (${remaining_usd:.6} left)"
+    )]
+    RetryOverBudget {
+        epoch: u32,
+        task_id: String,
+        retry_usd: f64,
+        remaining_usd: f64,
+    },
     #[error("epoch {epoch}: task {task_id} failed after {attempts} attempt(s): {error}")]
     Task {
         epoch: u32,
@@ -82,6 +91,9 @@ pub trait DriverObserver: Send {
         _progress: Arc<AtomicU64>,
     ) {
     }
+    /// Every task result of the epoch (retries' included), before evaluation: what calibration
+    /// measures functions from.
+    fn tasks_finished(&mut self, _epoch: u32, _results: &[TaskResult]) {}
     fn epoch_finished(&mut self, _record: &EpochRecord, _status: &TrainingJobStatus) {}
 }
 
@@ -251,6 +263,7 @@ impl JobDriver {
             let tasks = self.plan_tasks(epoch, action, shard_count, stored_data.as_ref());
             let (results, billed) = self.fan_out(epoch, tasks, action, progress).await?;
             let seconds = epoch_started.elapsed().as_secs_f64();
+            observer.tasks_finished(epoch, &results);
 
             let epoch_cost: f64 = billed
                 .iter()
@@ -500,6 +513,27 @@ impl JobDriver {
                     }
                 }
             }
+            if let (Some(budget), Some((first, _))) = (self.spec.budget.max_cost_usd, retry.first())
+            {
+                // Retries are billed too, and the scheduler's worst case covered one invocation
+                // per function: a retry that could overrun the budget is not started.
+                let billed_usd: f64 = billed
+                    .iter()
+                    .map(|s| self.cost_model.invocation_cost(action.memory_mb, *s))
+                    .sum();
+                let slowest = billed.iter().copied().fold(0.0, f64::max);
+                let retry_usd =
+                    retry.len() as f64 * self.cost_model.invocation_cost(action.memory_mb, slowest);
+                if self.status.cost_usd + billed_usd + retry_usd > budget {
+                    self.status.cost_usd += billed_usd;
+                    return Err(DriverError::RetryOverBudget {
+                        epoch: epoch + 1,
+                        task_id: first.task.task_id.clone(),
+                        retry_usd,
+                        remaining_usd: budget - self.status.cost_usd,
+                    });
+                }
+            }
             pending = retry;
         }
         Ok((results, billed))
@@ -575,5 +609,6 @@ fn failure_reason(error: &DriverError) -> &'static str {
         DriverError::Backend(_) => "BackendFailed",
         DriverError::Scheduler(_) => "SchedulerUnavailable",
         DriverError::Task { .. } => "TaskFailed",
+        DriverError::RetryOverBudget { .. } => "BudgetExhausted",
     }
 }

@@ -72,6 +72,7 @@ fn drl_scheduler(spec: &TrainingJobSpec) -> Result<(LearningScheduler, PathBuf),
             &architecture,
             &splits,
             spec.training.batch_size as usize,
+            1,
             COMPUTE_PROBE_SECONDS,
         )
     })?;

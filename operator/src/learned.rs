@@ -92,16 +92,17 @@ pub fn read_profile(path: &Path) -> Result<CalibratedProfile, LearnedError> {
     Ok(profile)
 }
 
-/// Seconds of one compute thread per training sample, from the job's own model on its own data:
-/// a few warm-up batches, then batches until about `seconds` have passed.
+/// Wall seconds per training sample on `threads` compute threads, from the job's own model on its
+/// own data: a few warm-up batches, then batches until about `seconds` have passed.
 pub fn measure_compute(
     architecture: &Architecture,
     splits: &DataSplits,
     batch_size: usize,
+    threads: usize,
     seconds: f64,
 ) -> Result<f64, LearnedError> {
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(threads.max(1))
         .build()
         .map_err(|e| LearnedError::Probe(e.to_string()))?;
     pool.install(|| {

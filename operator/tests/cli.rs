@@ -207,3 +207,86 @@ fn store_bench_prints_a_row_per_configuration() {
     let bad = siren(&["bench", "store", "--store", "mongodb://x"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn scheduler_train_and_eval_write_a_policy_a_table_a_report_and_a_plot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.json");
+    let out = siren(&[
+        "scheduler",
+        "train",
+        "--quick",
+        "--seed",
+        "3",
+        "--out",
+        policy.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    siren_scheduler::Policy::from_json(&std::fs::read_to_string(&policy).expect("policy"))
+        .expect("a policy");
+
+    let (json, png) = (dir.path().join("eval.json"), dir.path().join("eval.png"));
+    let out = siren(&[
+        "scheduler",
+        "eval",
+        "--jobs",
+        "3",
+        "--policy",
+        policy.to_str().expect("utf-8"),
+        "--json",
+        json.to_str().expect("utf-8"),
+        "--plot",
+        png.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    for scheduler in ["drl", "oracle-static", "median-static", "vm-cluster"] {
+        assert!(table.contains(scheduler), "{scheduler} missing:\n{table}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("JSON report");
+    assert_eq!(
+        report["acceptance"]["evaluated_runs"], 12,
+        "3 jobs x 4 budgets"
+    );
+    let png = std::fs::read(&png).expect("plot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG file");
+}
+
+#[test]
+fn scheduler_eval_refuses_a_file_that_is_not_a_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bogus = dir.path().join("bogus.json");
+    std::fs::write(&bogus, "{\"weights\": 1}").expect("write");
+    let out = siren(&[
+        "scheduler",
+        "eval",
+        "--jobs",
+        "1",
+        "--policy",
+        bogus.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is not a Siren scheduler policy"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn calibrate_rejects_a_malformed_check_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(&dir, SYNTHETIC);
+    let out = siren(&[
+        "calibrate",
+        "-f",
+        manifest.to_str().expect("utf-8"),
+        "--out",
+        dir.path().join("p.json").to_str().expect("utf-8"),
+        "--check",
+        "4by1769",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("FUNCTIONSxMEMORY_MB"));
+}

@@ -254,8 +254,11 @@ fn lenet_on_tabular_data_fails_with_a_reason() {
     );
 }
 
-/// A backend whose every invocation ran for one second and failed for good.
-struct FailingBackend;
+/// A backend whose every invocation runs for one second and fails: for good, or retryably (as a
+/// crashed function does).
+struct FailingBackend {
+    retryable: bool,
+}
 
 #[async_trait::async_trait]
 impl siren_operator::backend::FunctionBackend for FailingBackend {
@@ -277,9 +280,11 @@ impl siren_operator::backend::FunctionBackend for FailingBackend {
             .map(|a| siren_operator::backend::Invocation {
                 task_id: a.task.task_id,
                 slot: a.slot,
-                result: Err(siren_worker::TaskError::Invalid(
-                    "the function rejected the task".into(),
-                )),
+                result: Err(if self.retryable {
+                    siren_worker::TaskError::Crashed("the function died".into())
+                } else {
+                    siren_worker::TaskError::Invalid("the function rejected the task".into())
+                }),
                 billed_seconds: 1.0,
             })
             .collect()
@@ -294,7 +299,7 @@ fn a_failed_epoch_still_counts_what_it_cost() {
         "failing",
         job.spec.clone(),
         Arc::new(MemoryStore::new()),
-        Box::new(FailingBackend),
+        Box::new(FailingBackend { retryable: false }),
         Box::new(StaticScheduler::new(Action {
             functions: 3,
             memory_mb: 1769,
@@ -319,4 +324,47 @@ fn a_failed_epoch_still_counts_what_it_cost() {
         "{} vs {expected}",
         status.cost_usd
     );
+}
+
+#[test]
+fn a_retry_that_could_overrun_the_budget_is_not_started() {
+    let mut job = synthetic_job("");
+    let costs = cost_model(&job.spec.backend.pricing);
+    let one = costs.invocation_cost(1769, 1.0);
+    // Room for the first 3 invocations, not for 3 retries.
+    job.spec.budget.max_cost_usd = Some(4.5 * one);
+    let failing = |spec: siren_crds::TrainingJobSpec| {
+        JobDriver::new(
+            "retries",
+            spec,
+            Arc::new(MemoryStore::new()),
+            Box::new(FailingBackend { retryable: true }),
+            Box::new(StaticScheduler::new(Action {
+                functions: 3,
+                memory_mb: 1769,
+            })),
+            costs.clone(),
+        )
+    };
+    let mut driver = failing(job.spec.clone());
+    let error = run_to_failure(&mut driver);
+    assert!(
+        error.to_string().contains("could overrun the budget"),
+        "{error}"
+    );
+    assert_eq!(
+        driver
+            .status()
+            .condition("Failed")
+            .map(|c| c.reason.as_str()),
+        Some("BudgetExhausted")
+    );
+    assert!((driver.status().cost_usd - 3.0 * one).abs() < 1e-12);
+
+    // Without a budget, each task gets its three attempts, all of them billed.
+    job.spec.budget.max_cost_usd = None;
+    let mut driver = failing(job.spec);
+    let error = run_to_failure(&mut driver);
+    assert!(error.to_string().contains("after 3 attempt(s)"), "{error}");
+    assert!((driver.status().cost_usd - 9.0 * one).abs() < 1e-12);
 }

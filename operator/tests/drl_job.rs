@@ -3,10 +3,22 @@
 
 use siren_crds::{TrainingJob, parse_manifest};
 use siren_operator::learned::SHIPPED_POLICY;
-use siren_operator::{Silent, driver_for};
+use siren_operator::{Silent, StopReason, driver_for};
 use siren_scheduler::Policy;
 
 fn drl_job(policy_file: &std::path::Path, budget: f64, online: bool) -> TrainingJob {
+    with_profile(policy_file, budget, online, None)
+}
+
+fn with_profile(
+    policy_file: &std::path::Path,
+    budget: f64,
+    online: bool,
+    profile_file: Option<&std::path::Path>,
+) -> TrainingJob {
+    let profile = profile_file.map_or(String::new(), |p| {
+        format!("    profileFile: {}\n", p.display())
+    });
     let text = format!(
         "apiVersion: siren.dev/v1alpha1
 kind: TrainingJob
@@ -23,7 +35,7 @@ spec:
     policy: drl
     policyFile: {}
     onlineLearning: {online}
-",
+{profile}",
         policy_file.display()
     );
     parse_manifest(&text, "test").expect("valid drl manifest")
@@ -117,6 +129,55 @@ fn a_missing_policy_file_fails_the_job_before_it_starts() {
         .expect("no policy, no job");
     assert!(
         error.to_string().contains("/nonexistent/policy.json"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_calibrated_profile_is_used_and_a_broken_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy_file = dir.path().join("policy.json");
+    std::fs::write(&policy_file, SHIPPED_POLICY).expect("write policy");
+    let profile = siren_scheduler::CalibratedProfile {
+        job: siren_scheduler::JobProfile::fashion_mnist_mlp(),
+        platform: siren_scheduler::PlatformProfile::local_default(),
+    };
+    let profile_file = dir.path().join("profile.json");
+    std::fs::write(
+        &profile_file,
+        serde_json::to_string(&profile).expect("encode profile"),
+    )
+    .expect("write profile");
+    // The probe measures this small model at microseconds per sample, and the job runs on the
+    // budget; the profile says a quarter of a millisecond, so no epoch is affordable.
+    let probed = run(&with_profile(&policy_file, 0.00001, false, None));
+    assert!(!probed.status.history.is_empty());
+    let profiled = run(&with_profile(
+        &policy_file,
+        0.00001,
+        false,
+        Some(&profile_file),
+    ));
+    assert_eq!(profiled.stop_reason, StopReason::BudgetExhausted);
+    assert!(profiled.status.history.is_empty(), "the profile was used");
+
+    let mut broken = serde_json::to_value(&profile).expect("profile as JSON");
+    broken["platform"]["stragglers"]["max_factor"] = serde_json::json!(0.5);
+    std::fs::write(&profile_file, broken.to_string()).expect("write broken profile");
+    let error = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(driver_for(&with_profile(
+            &policy_file,
+            0.00001,
+            false,
+            Some(&profile_file),
+        )))
+        .err()
+        .expect("a broken profile, no job");
+    assert!(
+        error.to_string().contains("platform.stragglers.max_factor"),
         "{error}"
     );
 }

@@ -272,10 +272,6 @@ impl CalibratedProfile {
             ),
             ("job.parameter_bytes", job.parameter_bytes),
             (
-                "platform.store.latency_seconds",
-                platform.store.latency_seconds,
-            ),
-            (
                 "platform.store.function_bandwidth_bytes_per_second",
                 platform.store.function_bandwidth_bytes_per_second,
             ),
@@ -303,6 +299,11 @@ impl CalibratedProfile {
         }
         let non_negative = [
             ("job.data_bytes_per_sample", job.data_bytes_per_sample),
+            // An in-process store answers in nanoseconds: a fitted latency of 0 is honest.
+            (
+                "platform.store.latency_seconds",
+                platform.store.latency_seconds,
+            ),
             ("job.parallel_efficiency", job.parallel_efficiency),
             (
                 "platform.cold_start.median_seconds",

@@ -1,6 +1,7 @@
 //! `siren`: train a TrainingJob on this machine, check a manifest, measure training throughput.
 
 mod bench;
+mod calibrate_cmd;
 mod data;
 mod plot;
 mod scheduler_cmd;
@@ -60,6 +61,8 @@ enum Command {
         #[command(subcommand)]
         what: DataCommand,
     },
+    /// Measure a job on this machine and write the simulator's profile of it.
+    Calibrate(calibrate_cmd::CalibrateArgs),
     /// The DRL scheduler: train it in the simulator, evaluate it against the baselines.
     Scheduler {
         #[command(subcommand)]
@@ -153,6 +156,7 @@ fn main() -> ExitCode {
         Command::Data {
             what: DataCommand::Upload { file },
         } => data::upload(&file),
+        Command::Calibrate(args) => calibrate_cmd::run(&args),
         Command::Scheduler {
             what: SchedulerCommand::Train(args),
         } => scheduler_cmd::train(&args),

@@ -125,16 +125,21 @@ fn print_report(report: &EvalReport) {
         "violations",
         "vs oracle"
     );
+    // The median static configuration is a time reference with no cost of its own.
+    let or_dash = |value: f64, text: String| if value.is_finite() { text } else { "-".into() };
     for row in &report.table {
         println!(
-            "{:<16} {:>6} {:>8} {:>12.1} {:>12.1} {:>10.4} {:>7.0}% {:>10} {:>8.3}x",
+            "{:<16} {:>6} {:>8} {:>12.1} {:>12.1} {:>10} {:>8} {:>10} {:>8.3}x",
             row.scheduler,
             row.runs,
             row.reached,
             row.mean_time_to_target,
             row.p95_time_to_target,
-            row.mean_cost_usd,
-            row.mean_budget_used * 100.0,
+            or_dash(row.mean_cost_usd, format!("{:.4}", row.mean_cost_usd)),
+            or_dash(
+                row.mean_budget_used,
+                format!("{:.0}%", row.mean_budget_used * 100.0)
+            ),
             row.budget_violations,
             row.mean_time_vs_oracle,
         );
