@@ -369,15 +369,48 @@ pub enum BackendKind {
     #[default]
     #[serde(rename = "local")]
     Local,
+    /// Functions are `siren-worker` processes on this machine, invoked over HTTP on loopback (as
+    /// a Knative Service's pods are); the store must be redis or s3.
+    #[serde(rename = "process")]
+    Process,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendSpec {
     #[serde(default)]
     pub kind: BackendKind,
     #[serde(default)]
     pub pricing: PricingSpec,
+    /// A task still running after this many seconds is abandoned and retried on another function
+    /// (Lambda's own limit is 900).
+    #[serde(default = "default_task_timeout_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub task_timeout_seconds: u32,
+    /// Once the rest of an epoch is done, a task still running this many times the median task's
+    /// duration is dispatched again on an idle function; whichever answers first counts.
+    #[serde(default = "default_straggler_factor")]
+    #[schemars(range(min = 1.0, max = 100.0))]
+    pub straggler_factor: f64,
+}
+
+fn default_task_timeout_seconds() -> u32 {
+    900
+}
+
+fn default_straggler_factor() -> f64 {
+    3.0
+}
+
+impl Default for BackendSpec {
+    fn default() -> Self {
+        Self {
+            kind: BackendKind::default(),
+            pricing: PricingSpec::default(),
+            task_timeout_seconds: default_task_timeout_seconds(),
+            straggler_factor: default_straggler_factor(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

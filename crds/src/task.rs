@@ -138,6 +138,9 @@ pub struct StalenessStats {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Timing {
+    /// A cold function's start-up before its first task (process start to serving); 0 when warm.
+    #[serde(default)]
+    pub init: f64,
     /// Loading and preparing shards (zero on a warm function that has them cached).
     pub data: f64,
     pub pull: f64,

@@ -4,7 +4,9 @@
 use std::fmt;
 
 use crate::parse_s3_url;
-use crate::spec::{ModelKind, PricingSpec, SchedulerPolicy, StoreKind, StoreSpec, TrainingJobSpec};
+use crate::spec::{
+    BackendKind, ModelKind, PricingSpec, SchedulerPolicy, StoreKind, StoreSpec, TrainingJobSpec,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldError {
@@ -92,12 +94,41 @@ impl TrainingJobSpec {
             10_240,
         );
         self.validate_scheduler(&mut errors);
+        self.validate_backend(&mut errors);
         validate_pricing(&self.backend.pricing, &mut errors);
         validate_store(&self.store, &mut errors);
         if errors.0.is_empty() {
             Ok(())
         } else {
             Err(errors)
+        }
+    }
+
+    fn validate_backend(&self, errors: &mut ValidationErrors) {
+        let backend = &self.backend;
+        errors.range_u32(
+            "spec.backend.taskTimeoutSeconds",
+            backend.task_timeout_seconds,
+            1,
+            86_400,
+        );
+        if !(backend.straggler_factor.is_finite()
+            && (1.0..=100.0).contains(&backend.straggler_factor))
+        {
+            errors.add(
+                "spec.backend.stragglerFactor",
+                format!(
+                    "must be between 1 and 100, got {}",
+                    backend.straggler_factor
+                ),
+            );
+        }
+        if backend.kind == BackendKind::Process && self.store.kind == StoreKind::Memory {
+            errors.add(
+                "spec.store.kind",
+                "the process backend's functions are other processes: they need a redis or s3 store"
+                    .to_string(),
+            );
         }
     }
 

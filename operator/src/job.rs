@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use siren_crds::{BackendKind, SchedulerPolicy, StoreKind, StoreRef, TrainingJob, TrainingJobSpec};
 use siren_scheduler::{Action, DrlScheduler, Scheduler, StaticScheduler};
@@ -11,7 +12,7 @@ use siren_worker::store::{MemoryStore, ParameterStore, connect_store};
 
 use crate::learned::{LearningScheduler, load_policy, measure_compute, profiles, read_profile};
 
-use crate::backend::{FunctionBackend, LocalBackend};
+use crate::backend::{FunctionBackend, LocalBackend, ProcessBackend, ProcessLimits, worker_binary};
 use crate::driver::{DriverError, JobDriver};
 use crate::pricing::cost_model;
 
@@ -33,6 +34,13 @@ pub async fn driver_for(job: &TrainingJob) -> Result<JobDriver, DriverError> {
             Arc::clone(&store),
             Arc::clone(&cost_model),
         )),
+        BackendKind::Process => Box::new(ProcessBackend::new(
+            worker_binary(),
+            ProcessLimits {
+                task_timeout: Duration::from_secs(u64::from(spec.backend.task_timeout_seconds)),
+                straggler_factor: spec.backend.straggler_factor,
+            },
+        )?),
     };
     let mut policy_out = None;
     let scheduler: Box<dyn Scheduler> = match spec.scheduler.policy {

@@ -1,6 +1,7 @@
 //! The Siren function: everything a worker needs to turn a task into pushed updates.
 
 pub mod data;
+pub mod function;
 pub mod model;
 pub mod store;
 pub mod train;

@@ -3,6 +3,7 @@
 //! one's result and billed time.
 
 mod local;
+mod process;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -14,6 +15,7 @@ use siren_worker::TaskError;
 use thiserror::Error;
 
 pub use local::LocalBackend;
+pub use process::{ProcessBackend, ProcessLimits, worker_binary};
 
 #[derive(Debug, Error)]
 pub enum BackendError {

@@ -3,6 +3,7 @@
 mod bench;
 mod calibrate_cmd;
 mod data;
+mod dispatch_bench;
 mod plot;
 mod scheduler_cmd;
 mod store_bench;
@@ -32,6 +33,7 @@ struct Cli {
 #[derive(Clone, Copy, ValueEnum)]
 pub enum BackendArg {
     Local,
+    Process,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +101,8 @@ enum BenchCommand {
     Train(bench::TrainBenchArgs),
     /// Pull + push round trips through a parameter store, beside raw GET + SET of the same bytes.
     Store(store_bench::StoreBenchArgs),
+    /// What invoking worker processes over HTTP costs beyond their work, alone and in a fan-out.
+    Dispatch(dispatch_bench::DispatchBenchArgs),
 }
 
 /// A failure with the exit code it maps to: 2 for input the user must fix, 1 for everything else.
@@ -169,6 +173,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchCommand::Store(args),
         } => store_bench::store(&args),
+        Command::Bench {
+            what: BenchCommand::Dispatch(args),
+        } => dispatch_bench::dispatch(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -136,9 +136,14 @@ pub fn train(
     model_out: Option<&Path>,
 ) -> Result<(), Failure> {
     let mut job = read_manifest(file).map_err(invalid_input)?;
-    if let Some(BackendArg::Local) = backend {
-        job.spec.backend.kind = BackendKind::Local;
+    match backend {
+        Some(BackendArg::Local) => job.spec.backend.kind = BackendKind::Local,
+        Some(BackendArg::Process) => job.spec.backend.kind = BackendKind::Process,
+        None => {}
     }
+    job.spec
+        .validate()
+        .map_err(|errors| invalid_input(anyhow::anyhow!("{}: {errors}", file.display())))?;
     let name = job.metadata.name.clone().unwrap_or_default();
     println!("{}", describe(&job));
     let runtime = tokio::runtime::Builder::new_multi_thread()

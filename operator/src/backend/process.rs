@@ -1,0 +1,381 @@
+//! The `process` backend: a pool of real `siren-worker` processes on loopback ports, as the pods
+//! behind a Knative Service would be, invoked over HTTP. A function's memory size becomes its CPU
+//! share: the compute threads each task may use (its vCPUs rounded, at least one, at most this
+//! machine's cores), as the local backend does; the processes are not otherwise confined.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use siren_crds::{Task, TaskResult};
+use siren_scheduler::Action;
+use siren_worker::TaskError;
+use siren_worker::function::FunctionError;
+
+use super::{Assignment, BackendError, FunctionBackend, Invocation};
+
+/// How long a fresh worker process may take to answer its health check.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where the `siren-worker` binary is: `$SIREN_WORKER_BIN`, else beside the running executable
+/// (or its parent directory, for test binaries in `deps/`), else on `PATH`.
+pub fn worker_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SIREN_WORKER_BIN") {
+        return PathBuf::from(path);
+    }
+    let beside = std::env::current_exe().ok().and_then(|exe| {
+        exe.ancestors()
+            .skip(1)
+            .take(2)
+            .map(|dir| dir.join("siren-worker"))
+            .find(|candidate| candidate.is_file())
+    });
+    beside.unwrap_or_else(|| PathBuf::from("siren-worker"))
+}
+
+/// Time limits of the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessLimits {
+    /// A task still running after this long is abandoned (and retried elsewhere).
+    pub task_timeout: Duration,
+    /// Once every other task of the epoch has finished, a task still running this many times the
+    /// median task's duration later is dispatched again on an idle function; the first answer
+    /// counts.
+    pub straggler_factor: f64,
+}
+
+struct WorkerProcess {
+    child: Child,
+    url: String,
+}
+
+impl WorkerProcess {
+    fn start(binary: &Path) -> Result<Self, BackendError> {
+        let port = free_port()?;
+        let mut command = Command::new(binary);
+        if std::env::var_os("SIREN_LOG").is_none() {
+            // A pool of functions logging every start at info would drown the driver's output.
+            command.env("SIREN_LOG", "warn");
+        }
+        let child = command
+            .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                BackendError::Scale(format!(
+                    "cannot start the worker {}: {e} (build it with `cargo build --release --bin siren-worker`, or set SIREN_WORKER_BIN)",
+                    binary.display()
+                ))
+            })?;
+        Ok(Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, BackendError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|e| BackendError::Scale(format!("no free loopback port: {e}")))
+}
+
+pub struct ProcessBackend {
+    binary: PathBuf,
+    functions: Vec<WorkerProcess>,
+    memory_mb: u32,
+    client: reqwest::Client,
+    limits: ProcessLimits,
+}
+
+impl ProcessBackend {
+    pub fn new(binary: PathBuf, limits: ProcessLimits) -> Result<Self, BackendError> {
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| BackendError::Scale(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            binary,
+            functions: Vec::new(),
+            memory_mb: 0,
+            client,
+            limits,
+        })
+    }
+
+    /// Process ids of the pool, in slot order (for fault-injection tests and debugging).
+    pub fn pids(&self) -> Vec<u32> {
+        self.functions.iter().map(WorkerProcess::pid).collect()
+    }
+
+    /// Each function's URL, in slot order.
+    pub fn urls(&self) -> Vec<String> {
+        self.functions.iter().map(|f| f.url.clone()).collect()
+    }
+
+    async fn wait_until_healthy(&self, started: &[usize]) -> Result<(), BackendError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        for &slot in started {
+            let url = format!("{}/healthz", self.functions[slot].url);
+            loop {
+                let ok = self
+                    .client
+                    .get(&url)
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(BackendError::Scale(format!(
+                        "the worker at {url} did not become healthy within {START_TIMEOUT:?}"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces dead processes (a crashed or killed function) with fresh, cold ones.
+    async fn replace_dead(&mut self) -> Result<(), BackendError> {
+        let mut started = Vec::new();
+        for slot in 0..self.functions.len() {
+            if !self.functions[slot].is_running() {
+                tracing::warn!(slot, "a worker process died; starting a new one");
+                self.functions[slot] = WorkerProcess::start(&self.binary)?;
+                started.push(slot);
+            }
+        }
+        self.wait_until_healthy(&started).await
+    }
+}
+
+type Running = std::pin::Pin<
+    Box<dyn Future<Output = (usize, usize, Result<TaskResult, TaskError>, f64)> + Send>,
+>;
+
+/// Invokes `task` on the function at `url` as the `slot`'s work for assignment `position`.
+fn dispatch(
+    client: &reqwest::Client,
+    url: &str,
+    task: Task,
+    (slot, position): (usize, usize),
+    timeout: Duration,
+) -> Running {
+    let (client, url) = (client.clone(), url.to_string());
+    Box::pin(async move {
+        let started = Instant::now();
+        let result = invoke(client, url, task, timeout).await;
+        (slot, position, result, started.elapsed().as_secs_f64())
+    })
+}
+
+/// What an HTTP invocation came to.
+async fn invoke(
+    client: reqwest::Client,
+    url: String,
+    task: Task,
+    timeout: Duration,
+) -> Result<TaskResult, TaskError> {
+    let response = client
+        .post(&url)
+        .timeout(timeout)
+        .json(&task)
+        .send()
+        .await
+        .map_err(|e| TaskError::Crashed(format!("invoking {url}: {e}")))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| TaskError::Crashed(format!("reading the answer of {url}: {e}")))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            TaskError::Crashed(format!(
+                "{url} answered something that is not a result: {e}"
+            ))
+        });
+    }
+    let error: FunctionError = serde_json::from_slice(&bytes).unwrap_or_else(|_| FunctionError {
+        error: String::from_utf8_lossy(&bytes).into_owned(),
+        retryable: status.is_server_error() || status.as_u16() == 429,
+    });
+    let message = format!("{url} answered {status}: {}", error.error);
+    Err(if error.retryable {
+        TaskError::Crashed(message)
+    } else {
+        TaskError::Invalid(message)
+    })
+}
+
+#[async_trait]
+impl FunctionBackend for ProcessBackend {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn scale(&mut self, action: Action) -> Result<(), BackendError> {
+        if action.memory_mb != self.memory_mb {
+            // A new memory size is a new function configuration: every instance starts cold.
+            self.functions.clear();
+            self.memory_mb = action.memory_mb;
+        }
+        self.functions.truncate(action.functions as usize);
+        let mut started = Vec::new();
+        while self.functions.len() < action.functions as usize {
+            started.push(self.functions.len());
+            self.functions.push(WorkerProcess::start(&self.binary)?);
+        }
+        self.wait_until_healthy(&started).await?;
+        self.replace_dead().await
+    }
+
+    async fn invoke_all(
+        &mut self,
+        assignments: Vec<Assignment>,
+        progress: Arc<AtomicU64>,
+    ) -> Vec<Invocation> {
+        if let Err(error) = self.replace_dead().await {
+            tracing::error!(%error, "cannot replace dead workers");
+        }
+        let slots = self.functions.len().max(1);
+        let urls: Vec<String> = self.functions.iter().map(|f| f.url.clone()).collect();
+        let timeout = self.limits.task_timeout;
+        let epoch_started = Instant::now();
+        // One slot runs one task at a time: assignments of a busy slot wait for it.
+        let mut queues: Vec<Vec<usize>> = vec![Vec::new(); slots];
+        for (position, assignment) in assignments.iter().enumerate() {
+            queues[assignment.slot % slots].push(position);
+        }
+        let mut answers: Vec<Option<Invocation>> = (0..assignments.len()).map(|_| None).collect();
+        let mut extra_billed = vec![0.0f64; assignments.len()];
+        let mut copies = vec![0u32; assignments.len()];
+        let mut in_flight = vec![0u32; assignments.len()];
+        let mut busy = vec![false; slots];
+        let mut durations: Vec<f64> = Vec::new();
+        let mut running: FuturesUnordered<Running> = FuturesUnordered::new();
+        let client = self.client.clone();
+        // Counts the copy, marks its function busy and starts it.
+        macro_rules! launch {
+            ($slot:expr, $position:expr) => {{
+                let (slot, position): (usize, usize) = ($slot, $position);
+                copies[position] += 1;
+                in_flight[position] += 1;
+                busy[slot] = true;
+                running.push(dispatch(
+                    &client,
+                    &urls[slot],
+                    assignments[position].task.clone(),
+                    (slot, position),
+                    timeout,
+                ));
+            }};
+        }
+        for (slot, queue) in queues.iter_mut().enumerate() {
+            if !queue.is_empty() {
+                let position = queue.remove(0);
+                launch!(slot, position);
+            }
+        }
+        let mut watch = tokio::time::interval(Duration::from_millis(50));
+        while !running.is_empty() {
+            let finished = tokio::select! {
+                finished = running.next() => finished,
+                _ = watch.tick() => None,
+            };
+            if let Some((slot, position, result, seconds)) = finished {
+                busy[slot] = false;
+                in_flight[position] -= 1;
+                // The first success counts; a failure counts only once no copy is left running.
+                // Every other invocation is billed and never counted.
+                let settles =
+                    answers[position].is_none() && (result.is_ok() || in_flight[position] == 0);
+                if settles {
+                    if let Ok(result) = &result {
+                        progress.fetch_add(result.samples, Ordering::Relaxed);
+                        durations.push(seconds);
+                    }
+                    answers[position] = Some(Invocation {
+                        task_id: assignments[position].task.task_id.clone(),
+                        slot,
+                        result,
+                        billed_seconds: seconds,
+                    });
+                } else {
+                    extra_billed[position] += seconds;
+                }
+                if !queues[slot].is_empty() {
+                    let next = queues[slot].remove(0);
+                    launch!(slot, next);
+                }
+            }
+            // Straggler handling: nothing is queued any more and a task has run for much longer
+            // than the typical one took; an idle function runs it again.
+            if queues.iter().all(Vec::is_empty) && !durations.is_empty() {
+                let mut sorted = durations.clone();
+                sorted.sort_by(f64::total_cmp);
+                let median = sorted[sorted.len() / 2];
+                if epoch_started.elapsed().as_secs_f64() > median * self.limits.straggler_factor {
+                    let late: Vec<usize> = (0..assignments.len())
+                        .filter(|p| answers[*p].is_none() && copies[*p] < 2)
+                        .collect();
+                    for position in late {
+                        let Some(idle) = (0..slots).find(|s| !busy[*s]) else {
+                            break;
+                        };
+                        tracing::info!(
+                            task = %assignments[position].task.task_id,
+                            slot = idle,
+                            "straggler: dispatching the task again on an idle function"
+                        );
+                        launch!(idle, position);
+                    }
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .zip(extra_billed)
+            .zip(assignments)
+            .map(|((answer, extra), assignment)| match answer {
+                Some(mut invocation) => {
+                    invocation.billed_seconds += extra;
+                    invocation
+                }
+                None => Invocation {
+                    task_id: assignment.task.task_id,
+                    slot: assignment.slot,
+                    result: Err(TaskError::Crashed("no function answered".into())),
+                    billed_seconds: extra,
+                },
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,76 @@
+//! `siren-worker`: the function as an HTTP server, for Knative Services, OpenFaaS (of-watchdog in
+//! http mode) and the driver's `process` backend. Listens on `$PORT` (default 8080) on `$HOST`
+//! (default all interfaces, as a container must); SIGTERM finishes the task in flight, then exits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use siren_worker::function::{FunctionServer, router};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+async fn terminated() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down after the task in flight");
+}
+
+fn main() -> anyhow::Result<()> {
+    let started = Instant::now();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIREN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port
+            .parse()
+            .with_context(|| format!("PORT must be a port number, not `{port}`"))?,
+        Err(_) => 8080,
+    };
+    let host = std::env::var("HOST").unwrap_or_else(|_| "0.0.0.0".to_string());
+    let address: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("`{host}:{port}` is not an address to listen on"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let server = Arc::new(FunctionServer::new(started));
+        tracing::info!(%address, init_seconds = started.elapsed().as_secs_f64(), "serving tasks");
+        axum::serve(listener, router(server))
+            .with_graceful_shutdown(terminated())
+            .await
+            .context("the server failed")
+    })
+}
