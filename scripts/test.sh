@@ -13,4 +13,5 @@ cargo test --release --locked --workspace
 cargo test --release --locked -p siren-operator --test fashion_mnist -- --ignored --test-threads 1
 cargo test --release --locked -p siren-operator --test calibrate -- --ignored --test-threads 1
 cargo test --release --locked -p siren-scheduler --test acceptance -- --ignored
+cargo test --release --locked -p siren-e2e --test process_backend -- --ignored
 cargo test --release --locked -p siren-e2e --test s3_store -- --ignored

@@ -6,7 +6,10 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use siren_crds::{EpochRecord, SchedulerPolicy, TaskResult, TrainingJob, TrainingJobStatus};
+use siren_crds::{
+    BackendKind, EpochRecord, SchedulerPolicy, StoreSpec, TaskResult, TrainingJob,
+    TrainingJobStatus,
+};
 use siren_scheduler::calibrate::{
     CalibrationError, Transfer, aggregate_bandwidth, fit_cold_start, fit_store, fit_stragglers,
     parallel_efficiency,
@@ -88,10 +91,16 @@ impl DriverObserver for TaskLog {
     }
 }
 
-/// The job as a fixed-size run of measured epochs: static (n, m), no target, no budget.
+/// The job as a fixed-size run of measured epochs on the local backend and the in-process store,
+/// under a name of its own: static (n, m), no target, no budget. Nothing in the job's own store
+/// is touched.
 fn measured_run(job: &TrainingJob, action: Action, epochs: u32) -> TrainingJob {
     let mut run = job.clone();
+    let name = job.metadata.name.as_deref().unwrap_or("job");
+    run.metadata.name = Some(format!("{name}-calibrate"));
     let spec = &mut run.spec;
+    spec.backend.kind = BackendKind::Local;
+    spec.store = StoreSpec::default();
     spec.scheduler.policy = SchedulerPolicy::Static;
     spec.scheduler.policy_file = None;
     spec.scheduler.profile_file = None;

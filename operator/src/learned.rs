@@ -59,13 +59,26 @@ pub fn load_policy(spec: &TrainingJobSpec) -> Result<(Policy, PathBuf), LearnedE
         }
         None => {
             let path = learned_policy_path();
-            match std::fs::read_to_string(&path) {
-                Ok(json) => (path, json),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    (path, SHIPPED_POLICY.to_string())
-                }
+            let learned = match std::fs::read_to_string(&path) {
+                Ok(json) => match Policy::from_json(&json) {
+                    Ok(policy) => Some(policy),
+                    Err(error) => {
+                        // What this machine learned is lost, but no job should fail for it.
+                        tracing::warn!(path = %path.display(), %error, "the learned policy is unreadable; acting with the shipped one");
+                        None
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(source) => return Err(LearnedError::Read { path, source }),
-            }
+            };
+            let policy = match learned {
+                Some(policy) => policy,
+                None => Policy::from_json(SHIPPED_POLICY).map_err(|e| LearnedError::Policy {
+                    path: "the shipped policy".into(),
+                    message: e.to_string(),
+                })?,
+            };
+            return Ok((policy, path));
         }
     };
     let policy = Policy::from_json(&json).map_err(|e| LearnedError::Policy {

@@ -1,5 +1,5 @@
-//! `siren data upload` against a real redis-server: the job's shards land in its store once, and
-//! the job's own upload then finds them there.
+//! `siren data upload` against a real redis-server: the job's shards land in its store once, and a
+//! second upload of the same data (as the job's own, at its start) finds them there.
 
 use std::process::Command;
 
@@ -51,7 +51,10 @@ fn uploads_once_and_finds_the_upload_again() {
         stdout.contains("1000 samples in 4 shards"),
         "four shards of 300: {stdout}"
     );
-    assert!(!stdout.contains("s3cret"), "the password leaked: {stdout}");
+    assert!(
+        !stdout.contains("s3cret") && !stderr.contains("s3cret"),
+        "the password leaked: {stdout} {stderr}"
+    );
     let mut raw = server.raw();
     redis::cmd("AUTH")
         .arg("s3cret")

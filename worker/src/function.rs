@@ -33,7 +33,9 @@ pub struct FunctionError {
 
 /// One function instance: the warm state a serverless platform keeps between invocations.
 pub struct FunctionServer {
-    slot: Mutex<Instance>,
+    /// Held for a task's whole run, by the task itself: a client that gives up (a timeout) does
+    /// not free the function while its task still computes.
+    slot: Arc<Mutex<Instance>>,
     init_seconds: f64,
 }
 
@@ -48,11 +50,11 @@ impl FunctionServer {
     /// cold start's initialisation.
     pub fn new(started: Instant) -> Self {
         Self {
-            slot: Mutex::new(Instance {
+            slot: Arc::new(Mutex::new(Instance {
                 state: FunctionState::new(),
                 stores: HashMap::new(),
                 pool: None,
-            }),
+            })),
             init_seconds: started.elapsed().as_secs_f64(),
         }
     }
@@ -78,7 +80,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn invoke(State(server): State<Arc<FunctionServer>>, body: Body) -> Response {
-    let Ok(mut instance) = server.slot.try_lock() else {
+    let Ok(mut instance) = Arc::clone(&server.slot).try_lock_owned() else {
         return answer(
             StatusCode::TOO_MANY_REQUESTS,
             "this function is running a task; one at a time",
@@ -104,11 +106,27 @@ async fn invoke(State(server): State<Arc<FunctionServer>>, body: Body) -> Respon
         }
         Err(error) => return answer(StatusCode::BAD_REQUEST, error.to_string(), false),
     };
-    let cold = !instance.state.is_warm();
-    match run(&mut instance, &task).await {
+    let init_seconds = server.init_seconds;
+    // The task runs to its end (holding the function) even if the caller stops waiting.
+    let running = tokio::spawn(async move {
+        let cold = !instance.state.is_warm();
+        let outcome = run(&mut instance, &task).await;
+        (cold, outcome)
+    });
+    let (cold, outcome) = match running.await {
+        Ok(done) => done,
+        Err(error) => {
+            return answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the task failed: {error}"),
+                true,
+            );
+        }
+    };
+    match outcome {
         Ok(mut result) => {
             if cold {
-                result.timing.init = server.init_seconds;
+                result.timing.init = init_seconds;
             }
             (StatusCode::OK, axum::Json(result)).into_response()
         }
@@ -141,24 +159,29 @@ async fn store_for(
         return Ok(Arc::clone(store));
     }
     let connected = connect_store(store, job).await?;
+    // A warm function serves one job at a time: connections of earlier jobs are closed.
+    instance.stores.clear();
     instance.stores.insert(key, Arc::clone(&connected));
     Ok(connected)
 }
 
 async fn run(instance: &mut Instance, task: &Task) -> Result<TaskResult, TaskError> {
     let store = store_for(instance, &task.store, &task.job).await?;
+    // A caller cannot make the function start more threads than the machine has cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let threads = task.threads.clamp(1, cores);
     let pool = match &instance.pool {
-        Some((threads, pool)) if *threads == task.threads => Arc::clone(pool),
+        Some((built, pool)) if *built == threads => Arc::clone(pool),
         _ => {
             let pool = Arc::new(
                 rayon::ThreadPoolBuilder::new()
-                    .num_threads(task.threads as usize)
+                    .num_threads(threads as usize)
                     .build()
                     .map_err(|e| {
                         TaskError::Crashed(format!("cannot start compute threads: {e}"))
                     })?,
             );
-            instance.pool = Some((task.threads, Arc::clone(&pool)));
+            instance.pool = Some((threads, Arc::clone(&pool)));
             pool
         }
     };

@@ -124,6 +124,16 @@ fn prepare(redis: &RedisServer, task: &mut Task) {
     });
 }
 
+fn store_version(redis: &RedisServer, job: &str) -> u64 {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let store = RedisStore::connect(&redis.url(), job, 4096, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        store.stats().await.map_or(0, |stats| stats.version)
+    })
+}
+
 fn error_of(body: &[u8]) -> FunctionError {
     serde_json::from_slice(body).expect("a JSON error")
 }
@@ -170,7 +180,7 @@ fn bad_payloads_get_400_and_unsupported_tasks_422() {
         error_of(&body)
     );
 
-    let (status, body) = worker.post(vec![b'x'; 2 << 20]);
+    let (status, body) = worker.post(vec![b'x'; (1 << 20) + 1]);
     assert_eq!(status, 400);
     assert!(error_of(&body).error.contains("larger than"));
 
@@ -220,10 +230,18 @@ fn a_second_task_meanwhile_gets_429_and_sigterm_finishes_the_task_in_flight() {
             .expect("answered");
         response.status().as_u16()
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, body) = worker.post(serde_json::to_vec(&long).expect("json"));
-    assert_eq!(status, 429);
+    // The long task is running once the store's version moves.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store_version(&redis, &long.job) < 5 {
+        assert!(Instant::now() < deadline, "the long task never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut second = long.clone();
+    second.task_id = "http-e1-f1".into();
+    let (status, body) = worker.post(serde_json::to_vec(&second).expect("json"));
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
     assert!(error_of(&body).retryable);
+    assert!(!in_flight.is_finished(), "the task must still be running");
 
     let pid = worker.child.id().to_string();
     let killed = Command::new("kill")

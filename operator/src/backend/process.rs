@@ -265,10 +265,20 @@ impl FunctionBackend for ProcessBackend {
         if let Err(error) = self.replace_dead().await {
             tracing::error!(%error, "cannot replace dead workers");
         }
-        let slots = self.functions.len().max(1);
+        if self.functions.is_empty() {
+            return assignments
+                .into_iter()
+                .map(|assignment| Invocation {
+                    task_id: assignment.task.task_id,
+                    slot: assignment.slot,
+                    result: Err(TaskError::Crashed("the pool has no functions".into())),
+                    billed_seconds: 0.0,
+                })
+                .collect();
+        }
+        let slots = self.functions.len();
         let urls: Vec<String> = self.functions.iter().map(|f| f.url.clone()).collect();
         let timeout = self.limits.task_timeout;
-        let epoch_started = Instant::now();
         // One slot runs one task at a time: assignments of a busy slot wait for it.
         let mut queues: Vec<Vec<usize>> = vec![Vec::new(); slots];
         for (position, assignment) in assignments.iter().enumerate() {
@@ -278,6 +288,7 @@ impl FunctionBackend for ProcessBackend {
         let mut extra_billed = vec![0.0f64; assignments.len()];
         let mut copies = vec![0u32; assignments.len()];
         let mut in_flight = vec![0u32; assignments.len()];
+        let mut launched_at: Vec<Option<Instant>> = vec![None; assignments.len()];
         let mut busy = vec![false; slots];
         let mut durations: Vec<f64> = Vec::new();
         let mut running: FuturesUnordered<Running> = FuturesUnordered::new();
@@ -288,6 +299,7 @@ impl FunctionBackend for ProcessBackend {
                 let (slot, position): (usize, usize) = ($slot, $position);
                 copies[position] += 1;
                 in_flight[position] += 1;
+                launched_at[position] = Some(Instant::now());
                 busy[slot] = true;
                 running.push(dispatch(
                     &client,
@@ -336,27 +348,42 @@ impl FunctionBackend for ProcessBackend {
                     launch!(slot, next);
                 }
             }
+            if answers.iter().all(Option::is_some) {
+                // Copies still running lost the race: they are billed until now and abandoned
+                // (their functions finish them and stay busy meanwhile).
+                for position in 0..assignments.len() {
+                    if in_flight[position] > 0
+                        && let Some(started) = launched_at[position]
+                    {
+                        extra_billed[position] += started.elapsed().as_secs_f64();
+                    }
+                }
+                break;
+            }
             // Straggler handling: nothing is queued any more and a task has run for much longer
             // than the typical one took; an idle function runs it again.
             if queues.iter().all(Vec::is_empty) && !durations.is_empty() {
                 let mut sorted = durations.clone();
                 sorted.sort_by(f64::total_cmp);
                 let median = sorted[sorted.len() / 2];
-                if epoch_started.elapsed().as_secs_f64() > median * self.limits.straggler_factor {
-                    let late: Vec<usize> = (0..assignments.len())
-                        .filter(|p| answers[*p].is_none() && copies[*p] < 2)
-                        .collect();
-                    for position in late {
-                        let Some(idle) = (0..slots).find(|s| !busy[*s]) else {
-                            break;
-                        };
-                        tracing::info!(
-                            task = %assignments[position].task.task_id,
-                            slot = idle,
-                            "straggler: dispatching the task again on an idle function"
-                        );
-                        launch!(idle, position);
-                    }
+                let patience = median * self.limits.straggler_factor;
+                let late: Vec<usize> = (0..assignments.len())
+                    .filter(|p| {
+                        answers[*p].is_none()
+                            && copies[*p] < 2
+                            && launched_at[*p].is_some_and(|t| t.elapsed().as_secs_f64() > patience)
+                    })
+                    .collect();
+                for position in late {
+                    let Some(idle) = (0..slots).find(|s| !busy[*s]) else {
+                        break;
+                    };
+                    tracing::info!(
+                        task = %assignments[position].task.task_id,
+                        slot = idle,
+                        "straggler: dispatching the task again on an idle function"
+                    );
+                    launch!(idle, position);
                 }
             }
         }

@@ -15,9 +15,9 @@ use siren_crds::StoredDataset;
 use super::{ParameterStore, StoreError};
 use crate::data::Dataset;
 
-/// Larger shard blobs are refused: Redis takes at most 512 MB per value, and a function must hold
-/// its shards in memory.
-pub const MAX_SHARD_BYTES: usize = 256 << 20;
+/// Larger shard blobs are refused: each moves in one store call, which has the store's timeout
+/// (10 s), and a function must hold its shards in memory.
+pub const MAX_SHARD_BYTES: usize = 64 << 20;
 const MAGIC: &[u8; 4] = b"SRD1";
 const HEADER_LEN: usize = 20;
 /// Shards in flight at once, per upload or per task.
@@ -435,7 +435,7 @@ mod tests {
     #[tokio::test]
     async fn oversized_shards_are_refused_before_anything_is_written() {
         let store = MemoryStore::new();
-        let wide = Dataset::new(vec![0.0; 2 * 70_000], vec![0, 1], 70_000, 2, None).expect("wide");
+        let wide = Dataset::new(vec![0.0; 2 * 20_000], vec![0, 1], 20_000, 2, None).expect("wide");
         let error = upload_dataset(&store, &wide, 1_000)
             .await
             .expect_err("too big");

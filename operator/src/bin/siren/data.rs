@@ -1,5 +1,6 @@
 //! `siren data upload`: puts a job's training split into its store ahead of the job, so that the
-//! job (and every later run of it on the same data) finds it there instead of uploading it.
+//! job finds it there instead of uploading it. A job that finishes clears its store keys, the
+//! dataset included; a failed one keeps them, so its rerun finds the data too.
 
 use std::path::Path;
 use std::time::Instant;
