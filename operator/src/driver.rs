@@ -261,7 +261,29 @@ impl JobDriver {
             );
             let epoch_started = Instant::now();
             let tasks = self.plan_tasks(epoch, action, shard_count, stored_data.as_ref());
-            let (results, billed) = self.fan_out(epoch, tasks, action, progress).await?;
+            let (results, billed) = match self.fan_out(epoch, tasks, action, progress).await {
+                Ok(done) => done,
+                Err(DriverError::RetryOverBudget {
+                    task_id,
+                    retry_usd,
+                    remaining_usd,
+                    ..
+                }) if epoch > 0 => {
+                    // The epoch cannot be finished within the budget. What it applied is undone:
+                    // the model goes back to the last finished epoch, and the job ends there.
+                    tracing::warn!(
+                        epoch = epoch + 1,
+                        %task_id,
+                        retry_usd,
+                        remaining_usd,
+                        "retrying a failed task could overrun the budget; ending at the last finished epoch"
+                    );
+                    self.store.restore(epoch).await?;
+                    stop_reason = StopReason::BudgetExhausted;
+                    break;
+                }
+                Err(error) => return Err(error),
+            };
             let seconds = epoch_started.elapsed().as_secs_f64();
             observer.tasks_finished(epoch, &results);
 

@@ -368,3 +368,93 @@ fn a_retry_that_could_overrun_the_budget_is_not_started() {
     assert!(error.to_string().contains("after 3 attempt(s)"), "{error}");
     assert!((driver.status().cost_usd - 9.0 * one).abs() < 1e-12);
 }
+
+/// Runs epochs on a real local backend until `failing_from`; from then on a function pushes one
+/// update and dies (every task fails retryably), as a function killed mid-task would.
+struct FailsFromEpoch {
+    local: LocalBackend,
+    store: Arc<MemoryStore>,
+    failing_from: u32,
+}
+
+#[async_trait::async_trait]
+impl siren_operator::backend::FunctionBackend for FailsFromEpoch {
+    fn name(&self) -> &'static str {
+        "fails-from-epoch"
+    }
+
+    async fn scale(&mut self, action: Action) -> Result<(), siren_operator::backend::BackendError> {
+        self.local.scale(action).await
+    }
+
+    async fn invoke_all(
+        &mut self,
+        assignments: Vec<siren_operator::backend::Assignment>,
+        progress: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Vec<siren_operator::backend::Invocation> {
+        if assignments
+            .first()
+            .is_some_and(|a| a.task.epoch < self.failing_from)
+        {
+            return self.local.invoke_all(assignments, progress).await;
+        }
+        if let Ok(snapshot) = self.store.pull().await {
+            let partial = siren_worker::store::Update::new(
+                format!("partial-{}", snapshot.version),
+                0,
+                snapshot.version,
+                vec![1.0; snapshot.params.len()],
+            );
+            let _ = self.store.push(&partial).await;
+        }
+        FailingBackend { retryable: true }
+            .invoke_all(assignments, progress)
+            .await
+    }
+}
+
+#[test]
+fn an_epoch_the_budget_cannot_finish_ends_the_job_at_the_last_finished_epoch() {
+    let mut job = synthetic_job("");
+    let costs = cost_model(&job.spec.backend.pricing);
+    let one = costs.invocation_cost(1769, 1.0);
+    // Room for epoch 1 (milliseconds of work) and epoch 2's failed first round, not its retries.
+    job.spec.budget.max_cost_usd = Some(4.5 * one);
+    let store = Arc::new(MemoryStore::new());
+    let mut driver = JobDriver::new(
+        "ends-early",
+        job.spec.clone(),
+        store.clone(),
+        Box::new(FailsFromEpoch {
+            local: LocalBackend::new(store.clone(), costs.clone()),
+            store: store.clone(),
+            failing_from: 1,
+        }),
+        Box::new(StaticScheduler::new(Action {
+            functions: 3,
+            memory_mb: 1769,
+        })),
+        costs.clone(),
+    );
+    let outcome = runtime()
+        .block_on(driver.run(&mut Silent))
+        .expect("the job ends, not fails");
+    assert_eq!(outcome.stop_reason, StopReason::BudgetExhausted);
+    assert_eq!(outcome.status.phase, JobPhase::Succeeded);
+    assert_eq!(outcome.status.epoch, 1, "epoch 2 never finished");
+    assert!(
+        outcome.status.cost_usd <= 4.5 * one,
+        "spent {}",
+        outcome.status.cost_usd
+    );
+    let restored = runtime()
+        .block_on(store.latest_checkpoint())
+        .expect("checkpoints");
+    let model = runtime().block_on(store.pull()).expect("model");
+    assert_eq!(
+        Some(model.version),
+        restored.map(|c| c.version),
+        "the model is epoch 1's checkpoint, without the update the dying function pushed"
+    );
+    assert_eq!(outcome.params, model.params);
+}
