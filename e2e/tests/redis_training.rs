@@ -1,11 +1,13 @@
 //! Whole training jobs whose functions share a real Redis store.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
+use common::try_run as run;
 use siren_crds::{JobPhase, StoreKind, TrainingJob, parse_manifest, read_manifest};
 use siren_e2e::RedisServer;
-use siren_operator::driver::DriverError;
-use siren_operator::{DriverObserver, JobOutcome, Silent, driver_for};
+use siren_operator::{DriverObserver, JobOutcome, Silent};
 
 fn synthetic_job(functions: u32, epochs: u32) -> TrainingJob {
     let text = format!(
@@ -30,15 +32,6 @@ fn on_redis(mut job: TrainingJob, server: &RedisServer) -> TrainingJob {
     job.spec.store.url = Some(server.url());
     job.spec.store.chunk_values = 4096;
     job
-}
-
-fn run(job: &TrainingJob, observer: &mut dyn DriverObserver) -> Result<JobOutcome, DriverError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async { driver_for(job).await?.run(observer).await })
 }
 
 #[test]

@@ -62,20 +62,31 @@ fn run_to_failure(driver: &mut JobDriver) -> siren_operator::driver::DriverError
 fn driver_with_store(job: &TrainingJob) -> (JobDriver, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
     let costs = cost_model(&job.spec.backend.pricing);
-    let backend = LocalBackend::new(store.clone(), costs.clone());
+    let backend = Box::new(LocalBackend::new(store.clone(), costs.clone()));
+    let driver = static_driver("synthetic", &job.spec, store.clone(), backend, costs);
+    (driver, store)
+}
+
+/// A driver whose static scheduler runs the job's own functions and memory on `backend`.
+fn static_driver(
+    name: &str,
+    spec: &siren_crds::TrainingJobSpec,
+    store: Arc<MemoryStore>,
+    backend: Box<dyn siren_operator::backend::FunctionBackend>,
+    costs: Arc<dyn siren_scheduler::CostModel>,
+) -> JobDriver {
     let scheduler = StaticScheduler::new(Action {
-        functions: job.spec.scheduler.functions,
-        memory_mb: job.spec.scheduler.memory_mb,
+        functions: spec.scheduler.functions,
+        memory_mb: spec.scheduler.memory_mb,
     });
-    let driver = JobDriver::new(
-        "synthetic",
-        job.spec.clone(),
-        store.clone(),
-        Box::new(backend),
+    JobDriver::new(
+        name,
+        spec.clone(),
+        store,
+        backend,
         Box::new(scheduler),
         costs,
-    );
-    (driver, store)
+    )
 }
 
 #[test]
@@ -160,15 +171,11 @@ fn never_starts_an_epoch_the_budget_cannot_pay_for() {
     job.spec.budget.max_cost_usd = Some(7.5);
     let store = Arc::new(MemoryStore::new());
     let costs: Arc<dyn siren_scheduler::CostModel> = Arc::new(UnitPrice);
-    let mut driver = JobDriver::new(
+    let mut driver = static_driver(
         "budget",
-        job.spec.clone(),
+        &job.spec,
         store.clone(),
         Box::new(LocalBackend::new(store, costs.clone())),
-        Box::new(StaticScheduler::new(Action {
-            functions: 3,
-            memory_mb: 1769,
-        })),
         costs,
     );
     let outcome = runtime()
@@ -295,15 +302,11 @@ impl siren_operator::backend::FunctionBackend for FailingBackend {
 fn a_failed_epoch_still_counts_what_it_cost() {
     let job = synthetic_job("");
     let costs = cost_model(&job.spec.backend.pricing);
-    let mut driver = JobDriver::new(
+    let mut driver = static_driver(
         "failing",
-        job.spec.clone(),
+        &job.spec,
         Arc::new(MemoryStore::new()),
         Box::new(FailingBackend { retryable: false }),
-        Box::new(StaticScheduler::new(Action {
-            functions: 3,
-            memory_mb: 1769,
-        })),
         costs.clone(),
     );
     let error = run_to_failure(&mut driver);
@@ -334,15 +337,11 @@ fn a_retry_that_could_overrun_the_budget_is_not_started() {
     // Room for the first 3 invocations, not for 3 retries.
     job.spec.budget.max_cost_usd = Some(4.5 * one);
     let failing = |spec: siren_crds::TrainingJobSpec| {
-        JobDriver::new(
+        static_driver(
             "retries",
-            spec,
+            &spec,
             Arc::new(MemoryStore::new()),
             Box::new(FailingBackend { retryable: true }),
-            Box::new(StaticScheduler::new(Action {
-                functions: 3,
-                memory_mb: 1769,
-            })),
             costs.clone(),
         )
     };
@@ -421,19 +420,15 @@ fn an_epoch_the_budget_cannot_finish_ends_the_job_at_the_last_finished_epoch() {
     // Room for epoch 1 (milliseconds of work) and epoch 2's failed first round, not its retries.
     job.spec.budget.max_cost_usd = Some(4.5 * one);
     let store = Arc::new(MemoryStore::new());
-    let mut driver = JobDriver::new(
+    let mut driver = static_driver(
         "ends-early",
-        job.spec.clone(),
+        &job.spec,
         store.clone(),
         Box::new(FailsFromEpoch {
             local: LocalBackend::new(store.clone(), costs.clone()),
             store: store.clone(),
             failing_from: 1,
         }),
-        Box::new(StaticScheduler::new(Action {
-            functions: 3,
-            memory_mb: 1769,
-        })),
         costs.clone(),
     );
     let outcome = runtime()

@@ -1,4 +1,4 @@
-//! What the process-backend tests share: a synthetic job on a real Redis, running it, and finding
+//! What the end-to-end driver tests share: a synthetic job on a real Redis, running it, and finding
 //! this test binary's worker processes. Each fault test lives in a file of its own, so that its
 //! binary runs alone and the workers it finds are its own.
 
@@ -12,6 +12,7 @@ use siren_crds::{
     BackendKind, EpochRecord, StoreKind, TrainingJob, TrainingJobStatus, parse_manifest,
 };
 use siren_e2e::RedisServer;
+use siren_operator::driver::DriverError;
 use siren_operator::{DriverObserver, JobOutcome, driver_for};
 use siren_scheduler::Action;
 use siren_worker::store::{ParameterStore, RedisStore, StoreStats};
@@ -41,14 +42,20 @@ pub fn on(mut job: TrainingJob, backend: BackendKind, redis: &RedisServer) -> Tr
     job
 }
 
-pub fn run(job: &TrainingJob, observer: &mut dyn DriverObserver) -> JobOutcome {
+pub fn try_run(
+    job: &TrainingJob,
+    observer: &mut dyn DriverObserver,
+) -> Result<JobOutcome, DriverError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime")
         .block_on(async { driver_for(job).await?.run(observer).await })
-        .expect("the job runs")
+}
+
+pub fn run(job: &TrainingJob, observer: &mut dyn DriverObserver) -> JobOutcome {
+    try_run(job, observer).expect("the job runs")
 }
 
 pub fn store_stats(redis: &RedisServer, job: &str) -> StoreStats {
