@@ -9,20 +9,46 @@ use std::sync::atomic::{AtomicU16, Ordering};
 pub use redis_server::RedisServer;
 pub use s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
 
+/// Ports handed out lie below Linux's ephemeral range (32768 and up), where outgoing connections
+/// of parallel tests take their local ports and could occupy a port between its check and its use.
+const PORTS: std::ops::Range<u16> = 15_000..32_000;
+
 /// A loopback port that is free now and that no other caller in this process will be given, so
 /// that parallel tests (one of which may stop and restart a server on its port) never collide.
+/// Test binaries start at different offsets (by process id) so that they rarely meet either.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = PORTS.end - PORTS.start;
     let _ = NEXT.compare_exchange(
         0,
-        20_000 + (std::process::id() % 20_000) as u16,
+        (std::process::id().wrapping_mul(7_919) % u32::from(span)) as u16 + 1,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
     loop {
-        let port = NEXT.fetch_add(1, Ordering::SeqCst);
-        if port > 20_000 && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = PORTS.start + NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+}
+
+/// Runs `start` on free ports until a server comes up: another program may still take a port
+/// between `free_port` and the server's bind, and that must not fail a test.
+pub(crate) fn start_on_a_free_port<T>(
+    what: &str,
+    mut start: impl FnMut(u16) -> Result<T, String>,
+) -> T {
+    const ATTEMPTS: usize = 5;
+    let mut failures = Vec::new();
+    for _ in 0..ATTEMPTS {
+        match start(free_port()) {
+            Ok(server) => return server,
+            Err(failure) => failures.push(failure),
+        }
+    }
+    panic!(
+        "{what} did not start in {ATTEMPTS} attempts:\n{}",
+        failures.join("\n")
+    );
 }

@@ -3,7 +3,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
+use crate::start_on_a_free_port;
 
 /// A `redis-server` (Debian's package) with persistence off, in a temporary directory.
 pub struct RedisServer {
@@ -15,41 +15,58 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start(extra: &[&str]) -> Self {
-        Self::start_on(free_port(), extra)
+        start_on_a_free_port("redis-server", |port| Self::try_start_on(port, extra))
     }
 
     /// Starts on a given port, e.g. to restart a killed server where its clients expect it.
     pub fn start_on(port: u16, extra: &[&str]) -> Self {
+        Self::try_start_on(port, extra).unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    fn try_start_on(port: u16, extra: &[&str]) -> Result<Self, String> {
         let port_arg = port.to_string();
         let mut args = vec!["--port", port_arg.as_str()];
         args.extend_from_slice(extra);
         Self::spawn(port, &args, false)
     }
 
-    fn spawn(port: u16, args: &[&str], tls: bool) -> Self {
+    fn spawn(port: u16, args: &[&str], tls: bool) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
             .args(args)
+            .arg("--logfile")
+            .arg(dir.path().join("redis.log"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (apt-get install redis-server)");
+        let mut server = Self {
+            child,
+            port,
+            _dir: dir,
+            tls,
+        };
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            // Checked before connecting: a port taken by another program accepts connections too.
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let log = std::fs::read_to_string(server._dir.path().join("redis.log"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "redis-server on port {port} exited with {status}:\n{log}"
+                ));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(server);
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis-server did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-            tls,
         }
     }
 
@@ -114,26 +131,27 @@ impl RedisServer {
             "-extfile",
             "san.ext",
         ]);
-        let port = free_port();
         let path = |name: &str| dir.join(name).display().to_string();
-        let server = Self::spawn(
-            port,
-            &[
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--tls-cert-file",
-                &path("server.crt"),
-                "--tls-key-file",
-                &path("server.key"),
-                "--tls-ca-cert-file",
-                &path("ca.crt"),
-                "--tls-auth-clients",
-                "no",
-            ],
-            true,
-        );
+        let server = start_on_a_free_port("redis-server with TLS", |port| {
+            Self::spawn(
+                port,
+                &[
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port.to_string(),
+                    "--tls-cert-file",
+                    &path("server.crt"),
+                    "--tls-key-file",
+                    &path("server.key"),
+                    "--tls-ca-cert-file",
+                    &path("ca.crt"),
+                    "--tls-auth-clients",
+                    "no",
+                ],
+                true,
+            )
+        });
         let ca = server._dir.path().join("ca.crt");
         std::fs::copy(dir.join("ca.crt"), &ca).expect("keep the CA with the server");
         (server, ca)

@@ -5,8 +5,6 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
-
 const LAUNCHER: &str = include_str!("moto_server.py");
 
 /// Credentials moto accepts (it accepts any); tests pass them explicitly.
@@ -22,7 +20,14 @@ pub struct S3Server {
 impl S3Server {
     /// Starts the server with the given buckets created.
     pub fn start(buckets: &[&str]) -> Self {
-        let port = free_port();
+        let server = crate::start_on_a_free_port("moto's S3 server", Self::start_on);
+        for bucket in buckets {
+            server.create_bucket(bucket);
+        }
+        server
+    }
+
+    fn start_on(port: u16) -> Result<Self, String> {
         let log = tempfile::NamedTempFile::new().expect("log file");
         let child = Command::new("python3")
             .args(["-c", LAUNCHER, "127.0.0.1", &port.to_string()])
@@ -32,12 +37,16 @@ impl S3Server {
             .expect("python3 runs");
         let mut server = Self { child, port, log };
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            // Checked before connecting: a port taken by another program accepts connections too.
             if let Ok(Some(status)) = server.child.try_wait() {
                 let log = std::fs::read_to_string(server.log.path()).unwrap_or_default();
-                panic!(
-                    "moto's S3 server exited with {status} (pip install 'moto[server]'):\n{log}"
-                );
+                return Err(format!(
+                    "moto's S3 server on port {port} exited with {status} (pip install 'moto[server]'):\n{log}"
+                ));
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(server);
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
@@ -45,10 +54,6 @@ impl S3Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        for bucket in buckets {
-            server.create_bucket(bucket);
-        }
-        server
     }
 
     pub fn endpoint(&self) -> String {

@@ -3,6 +3,7 @@
 //! share: the compute threads each task may use (its vCPUs rounded, at least one, at most this
 //! machine's cores), as the local backend does; the processes are not otherwise confined.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -55,18 +56,19 @@ struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    fn start(binary: &Path) -> Result<Self, BackendError> {
-        let port = free_port()?;
+    async fn start(binary: &Path) -> Result<Self, BackendError> {
         let mut command = Command::new(binary);
         if std::env::var_os("SIREN_LOG").is_none() {
             // A pool of functions logging every start at info would drown the driver's output.
             command.env("SIREN_LOG", "warn");
         }
-        let child = command
-            .env("PORT", port.to_string())
+        // Port 0: the worker binds a free port itself and announces it, so no other program can
+        // take the port between choosing it and binding it.
+        let mut child = command
+            .env("PORT", "0")
             .env("HOST", "127.0.0.1")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| {
@@ -75,10 +77,30 @@ impl WorkerProcess {
                     binary.display()
                 ))
             })?;
-        Ok(Self {
+        let stdout = child.stdout.take();
+        let mut process = Self {
             child,
-            url: format!("http://127.0.0.1:{port}"),
-        })
+            url: String::new(),
+        };
+        let address = stdout.map(announced_address).ok_or_else(|| {
+            BackendError::Scale("the worker's output is not connected".to_string())
+        })?;
+        process.url = match tokio::time::timeout(START_TIMEOUT, address).await {
+            Ok(Ok(Ok(address))) => format!("http://{address}"),
+            Ok(Ok(Err(problem))) => {
+                return Err(BackendError::Scale(format!(
+                    "the worker {} did not start: {problem}",
+                    binary.display()
+                )));
+            }
+            Ok(Err(_)) | Err(_) => {
+                return Err(BackendError::Scale(format!(
+                    "the worker {} announced no address within {START_TIMEOUT:?}",
+                    binary.display()
+                )));
+            }
+        };
+        Ok(process)
     }
 
     fn is_running(&mut self) -> bool {
@@ -97,11 +119,27 @@ impl Drop for WorkerProcess {
     }
 }
 
-fn free_port() -> Result<u16, BackendError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(|e| BackendError::Scale(format!("no free loopback port: {e}")))
+/// Reads the worker's `listening on ADDRESS` line on a thread of its own, so that a worker that
+/// hangs before binding costs a timeout rather than a blocked driver.
+fn announced_address(
+    stdout: std::process::ChildStdout,
+) -> tokio::sync::oneshot::Receiver<Result<String, String>> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::BufReader::new(stdout).read_line(&mut line);
+        let announced = match read {
+            Ok(0) => Err("it exited before listening".to_string()),
+            Ok(_) => line
+                .trim()
+                .strip_prefix("listening on ")
+                .map(str::to_string)
+                .ok_or_else(|| format!("it printed `{}` instead of its address", line.trim())),
+            Err(e) => Err(format!("its output cannot be read: {e}")),
+        };
+        let _ = sender.send(announced);
+    });
+    receiver
 }
 
 pub struct ProcessBackend {
@@ -169,7 +207,7 @@ impl ProcessBackend {
         for slot in 0..self.functions.len() {
             if !self.functions[slot].is_running() {
                 tracing::warn!(slot, "a worker process died; starting a new one");
-                self.functions[slot] = WorkerProcess::start(&self.binary)?;
+                self.functions[slot] = WorkerProcess::start(&self.binary).await?;
                 started.push(slot);
             }
         }
@@ -251,7 +289,8 @@ impl FunctionBackend for ProcessBackend {
         let mut started = Vec::new();
         while self.functions.len() < action.functions as usize {
             started.push(self.functions.len());
-            self.functions.push(WorkerProcess::start(&self.binary)?);
+            self.functions
+                .push(WorkerProcess::start(&self.binary).await?);
         }
         self.wait_until_healthy(&started).await?;
         self.replace_dead().await
@@ -404,5 +443,40 @@ impl FunctionBackend for ProcessBackend {
                 },
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start_failure(binary: &str) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        match runtime.block_on(WorkerProcess::start(Path::new(binary))) {
+            Ok(_) => panic!("{binary} is not a worker"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_worker_that_exits_before_listening_is_a_clear_error() {
+        let error = start_failure("true");
+        assert!(error.contains("exited before listening"), "{error}");
+    }
+
+    #[test]
+    fn a_worker_that_announces_no_address_is_a_clear_error() {
+        // `echo` prints its arguments (none) and a newline: a line that is not an address.
+        let error = start_failure("echo");
+        assert!(error.contains("instead of its address"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_worker_binary_says_how_to_build_it() {
+        let error = start_failure("/nonexistent/siren-worker");
+        assert!(error.contains("SIREN_WORKER_BIN"), "{error}");
     }
 }

@@ -1,7 +1,10 @@
 //! `siren-worker`: the function as an HTTP server, for Knative Services, OpenFaaS (of-watchdog in
 //! http mode) and the driver's `process` backend. Listens on `$PORT` (default 8080) on `$HOST`
 //! (default all interfaces, as a container must); SIGTERM finishes the task in flight, then exits.
+//! `PORT=0` takes any free port; the address is announced on stdout as `listening on ADDRESS`,
+//! which is how the driver's process backend starts workers without racing for ports.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,6 +69,13 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
+        let address = listener
+            .local_addr()
+            .context("cannot tell which address the server listens on")?;
+        println!("listening on {address}");
+        std::io::stdout()
+            .flush()
+            .context("cannot announce the address")?;
         let server = Arc::new(FunctionServer::new(started));
         tracing::info!(%address, init_seconds = started.elapsed().as_secs_f64(), "serving tasks");
         axum::serve(listener, router(server))
