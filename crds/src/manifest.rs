@@ -252,4 +252,22 @@ spec:
         let message = error_of("apiVersion: [unclosed\n");
         assert!(message.starts_with("job.yaml"), "{message}");
     }
+
+    #[test]
+    fn the_lambda_backend_needs_a_function_and_a_remote_store() {
+        let text = format!("{MINIMAL}  backend:\n    kind: lambda\n");
+        let message = error_of(&text);
+        assert!(
+            message.contains("spec.backend.lambda.functionName"),
+            "{message}"
+        );
+        assert!(message.contains("need an s3 store"), "{message}");
+        let text = format!(
+            "{MINIMAL}  backend:\n    kind: lambda\n    lambda:\n      functionName: siren\n      endpoint: http://127.0.0.1:9000\n  store:\n    kind: s3\n    url: s3://bucket/jobs\n"
+        );
+        let job = parse_manifest(&text, "job.yaml").expect("valid lambda job");
+        let lambda = job.spec.backend.lambda.expect("lambda settings");
+        assert_eq!(lambda.function_name, "siren");
+        assert_eq!(lambda.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    }
 }

@@ -373,6 +373,26 @@ pub enum BackendKind {
     /// a Knative Service's pods are); the store must be redis or s3.
     #[serde(rename = "process")]
     Process,
+    /// Functions are invocations of an AWS Lambda function (`backend.lambda`) running
+    /// `siren-lambda`; the store must be s3 (or a redis the function can reach).
+    #[serde(rename = "lambda")]
+    Lambda,
+}
+
+/// The AWS Lambda function that runs the job's tasks.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LambdaSpec {
+    /// Name or ARN of a function deployed with the `siren-lambda` bundle. Siren changes its
+    /// memory size between epochs, so give the job a function of its own.
+    #[schemars(length(min = 1, max = 170))]
+    pub function_name: String,
+    /// The function's region; otherwise the environment's (`AWS_REGION`), else us-east-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// An endpoint instead of AWS's, such as a local emulator (`cargo lambda watch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -392,6 +412,9 @@ pub struct BackendSpec {
     #[serde(default = "default_straggler_factor")]
     #[schemars(range(min = 1.0, max = 100.0))]
     pub straggler_factor: f64,
+    /// Required by the lambda backend: which function to invoke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<LambdaSpec>,
 }
 
 fn default_task_timeout_seconds() -> u32 {
@@ -409,6 +432,7 @@ impl Default for BackendSpec {
             pricing: PricingSpec::default(),
             task_timeout_seconds: default_task_timeout_seconds(),
             straggler_factor: default_straggler_factor(),
+            lambda: None,
         }
     }
 }

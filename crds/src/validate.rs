@@ -130,6 +130,26 @@ impl TrainingJobSpec {
                     .to_string(),
             );
         }
+        if backend.kind == BackendKind::Lambda {
+            if self.store.kind == StoreKind::Memory {
+                errors.add(
+                    "spec.store.kind",
+                    "Lambda functions run in AWS, not in the driver: they need an s3 store (or a redis they can reach)"
+                        .to_string(),
+                );
+            }
+            match &backend.lambda {
+                None => errors.add(
+                    "spec.backend.lambda.functionName",
+                    "the lambda backend needs the function to invoke".to_string(),
+                ),
+                Some(lambda) if lambda.function_name.trim().is_empty() => errors.add(
+                    "spec.backend.lambda.functionName",
+                    "must name a function".to_string(),
+                ),
+                Some(_) => {}
+            }
+        }
     }
 
     fn validate_scheduler(&self, errors: &mut ValidationErrors) {

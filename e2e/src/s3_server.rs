@@ -72,12 +72,32 @@ impl S3Server {
         assert_eq!(status, 200, "reset moto");
     }
 
+    /// Creates an IAM role Lambda may assume (moto's CreateFunction checks the role exists) and
+    /// returns its ARN. moto routes the request by the credential scope and checks no signature.
+    pub fn create_lambda_role(&self, name: &str) -> String {
+        let status = self.request_with(
+            "POST",
+            "/",
+            "Authorization: AWS4-HMAC-SHA256 Credential=siren-test/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Type: application/x-www-form-urlencoded\r\n",
+            &format!(
+                "Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument=%7B%7D"
+            ),
+        );
+        assert_eq!(status, 200, "create role {name}");
+        format!("arn:aws:iam::123456789012:role/{name}")
+    }
+
     fn request(&self, method: &str, path: &str) -> u16 {
+        self.request_with(method, path, "", "")
+    }
+
+    fn request_with(&self, method: &str, path: &str, headers: &str, body: &str) -> u16 {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
         )
         .expect("send request");
         let mut response = String::new();

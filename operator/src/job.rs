@@ -12,12 +12,24 @@ use siren_worker::store::{MemoryStore, ParameterStore, connect_store};
 
 use crate::learned::{LearningScheduler, load_policy, measure_compute, profiles, read_profile};
 
-use crate::backend::{FunctionBackend, LocalBackend, ProcessBackend, ProcessLimits, worker_binary};
+use crate::backend::{
+    BackendError, FunctionBackend, LambdaBackend, LocalBackend, PoolLimits, ProcessBackend,
+    worker_binary,
+};
 use crate::driver::{DriverError, JobDriver};
 use crate::pricing::cost_model;
 
 /// Builds the driver, connecting to the job's store.
 pub async fn driver_for(job: &TrainingJob) -> Result<JobDriver, DriverError> {
+    driver_with_backend(job, None).await
+}
+
+/// Builds the driver with `backend` in place of the one the spec names, e.g. a Lambda backend
+/// whose control plane is an emulator's.
+pub async fn driver_with_backend(
+    job: &TrainingJob,
+    backend: Option<Box<dyn FunctionBackend>>,
+) -> Result<JobDriver, DriverError> {
     let spec = job.spec.clone();
     let name = job
         .metadata
@@ -29,18 +41,23 @@ pub async fn driver_for(job: &TrainingJob) -> Result<JobDriver, DriverError> {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
         _ => connect_store(&StoreRef::from_spec(&spec.store), &name).await?,
     };
-    let backend: Box<dyn FunctionBackend> = match spec.backend.kind {
-        BackendKind::Local => Box::new(LocalBackend::new(
+    let limits = PoolLimits {
+        task_timeout: Duration::from_secs(u64::from(spec.backend.task_timeout_seconds)),
+        straggler_factor: spec.backend.straggler_factor,
+    };
+    let backend: Box<dyn FunctionBackend> = match (backend, spec.backend.kind) {
+        (Some(backend), _) => backend,
+        (None, BackendKind::Local) => Box::new(LocalBackend::new(
             Arc::clone(&store),
             Arc::clone(&cost_model),
         )),
-        BackendKind::Process => Box::new(ProcessBackend::new(
-            worker_binary(),
-            ProcessLimits {
-                task_timeout: Duration::from_secs(u64::from(spec.backend.task_timeout_seconds)),
-                straggler_factor: spec.backend.straggler_factor,
-            },
-        )?),
+        (None, BackendKind::Process) => Box::new(ProcessBackend::new(worker_binary(), limits)?),
+        (None, BackendKind::Lambda) => {
+            let lambda = spec.backend.lambda.as_ref().ok_or_else(|| {
+                BackendError::Scale("the lambda backend needs spec.backend.lambda".to_string())
+            })?;
+            Box::new(LambdaBackend::connect(lambda, limits).await)
+        }
     };
     let mut policy_out = None;
     let scheduler: Box<dyn Scheduler> = match spec.scheduler.policy {

@@ -9,5 +9,5 @@ pub mod pricing;
 pub mod summary;
 
 pub use driver::{DriverObserver, JobDriver, JobOutcome, Silent, StopReason};
-pub use job::driver_for;
+pub use job::{driver_for, driver_with_backend};
 pub use summary::JobSummary;

@@ -1,6 +1,7 @@
-//! The worker as an HTTP function (the Knative and OpenFaaS of-watchdog contract): `POST /` runs one
-//! task and answers its result, `GET /healthz` says the process is up. One task at a time per
-//! process; a second one meanwhile gets 429, as of-watchdog's `max_inflight` answers.
+//! The worker as a function. [`FunctionServer::handle`] runs one task from its JSON payload and is
+//! shared by both transports: the HTTP one here (the Knative and OpenFaaS of-watchdog contract:
+//! `POST /` runs one task and answers its result, `GET /healthz` says the process is up; a second
+//! task meanwhile gets 429, as of-watchdog's `max_inflight` answers) and the Lambda handler.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,12 +68,64 @@ pub fn router(server: Arc<FunctionServer>) -> Router {
         .with_state(server)
 }
 
-fn answer(status: StatusCode, error: impl Into<String>, retryable: bool) -> Response {
-    let body = FunctionError {
-        error: error.into(),
-        retryable,
-    };
-    (status, axum::Json(body)).into_response()
+/// Why an invocation produced no result. Each transport maps it to its own signal: an HTTP status
+/// for Knative and OpenFaaS, an error type for Lambda.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    /// The function is running another task.
+    Busy,
+    /// The payload is not a task (bad JSON, a missing field, too large).
+    Malformed(String),
+    /// A task this build cannot run: another protocol version, an unsupported model.
+    Unsupported(String),
+    /// The task ran and failed.
+    Failed { error: String, retryable: bool },
+}
+
+impl Rejection {
+    pub fn retryable(&self) -> bool {
+        match self {
+            Rejection::Busy => true,
+            Rejection::Malformed(_) | Rejection::Unsupported(_) => false,
+            Rejection::Failed { retryable, .. } => *retryable,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Rejection::Busy => "this function is running a task; one at a time".to_string(),
+            Rejection::Malformed(error)
+            | Rejection::Unsupported(error)
+            | Rejection::Failed { error, .. } => error.clone(),
+        }
+    }
+
+    pub fn to_function_error(&self) -> FunctionError {
+        FunctionError {
+            error: self.message(),
+            retryable: self.retryable(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Rejection::Busy => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
+            Rejection::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::Failed {
+                retryable: true, ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Failed {
+                retryable: false, ..
+            } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        (self.status(), axum::Json(self.to_function_error())).into_response()
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -80,66 +133,56 @@ async fn healthz() -> &'static str {
 }
 
 async fn invoke(State(server): State<Arc<FunctionServer>>, body: Body) -> Response {
-    let Ok(mut instance) = Arc::clone(&server.slot).try_lock_owned() else {
-        return answer(
-            StatusCode::TOO_MANY_REQUESTS,
-            "this function is running a task; one at a time",
-            true,
-        );
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_TASK_BYTES).await else {
+        return oversized().into_response();
     };
-    let bytes = match axum::body::to_bytes(body, MAX_TASK_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return answer(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the payload is not a task: larger than {MAX_TASK_BYTES} bytes, or cut short"
-                ),
-                false,
-            );
+    match server.handle(&bytes).await {
+        Ok(result) => (StatusCode::OK, axum::Json(result)).into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+fn oversized() -> Rejection {
+    Rejection::Malformed(format!(
+        "the payload is not a task: larger than {MAX_TASK_BYTES} bytes, or cut short"
+    ))
+}
+
+impl FunctionServer {
+    /// Runs the task in `payload` on this function: the code every transport shares.
+    pub async fn handle(&self, payload: &[u8]) -> Result<TaskResult, Rejection> {
+        let Ok(mut instance) = Arc::clone(&self.slot).try_lock_owned() else {
+            return Err(Rejection::Busy);
+        };
+        if payload.len() > MAX_TASK_BYTES {
+            return Err(oversized());
         }
-    };
-    let task = match Task::from_json(&bytes) {
-        Ok(task) => task,
-        Err(error @ TaskDecodeError::UnsupportedVersion { .. }) => {
-            return answer(StatusCode::UNPROCESSABLE_ENTITY, error.to_string(), false);
-        }
-        Err(error) => return answer(StatusCode::BAD_REQUEST, error.to_string(), false),
-    };
-    let init_seconds = server.init_seconds;
-    // The task runs to its end (holding the function) even if the caller stops waiting.
-    let running = tokio::spawn(async move {
-        let cold = !instance.state.is_warm();
-        let outcome = run(&mut instance, &task).await;
-        (cold, outcome)
-    });
-    let (cold, outcome) = match running.await {
-        Ok(done) => done,
-        Err(error) => {
-            return answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the task failed: {error}"),
-                true,
-            );
-        }
-    };
-    match outcome {
-        Ok(mut result) => {
-            if cold {
-                result.timing.init = init_seconds;
+        let task = Task::from_json(payload).map_err(|error| match error {
+            TaskDecodeError::UnsupportedVersion { .. } => Rejection::Unsupported(error.to_string()),
+            _ => Rejection::Malformed(error.to_string()),
+        })?;
+        // The task runs to its end (holding the function) even if the caller stops waiting.
+        let running = tokio::spawn(async move {
+            let cold = !instance.state.is_warm();
+            let outcome = run(&mut instance, &task).await;
+            (cold, outcome)
+        });
+        let (cold, outcome) = running.await.map_err(|error| Rejection::Failed {
+            error: format!("the task failed: {error}"),
+            retryable: true,
+        })?;
+        match outcome {
+            Ok(mut result) => {
+                if cold {
+                    result.timing.init = self.init_seconds;
+                }
+                Ok(result)
             }
-            (StatusCode::OK, axum::Json(result)).into_response()
-        }
-        Err(error @ TaskError::Model(_)) => {
-            answer(StatusCode::UNPROCESSABLE_ENTITY, error.to_string(), false)
-        }
-        Err(error) => {
-            let status = if error.is_retryable() {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
-            answer(status, error.to_string(), error.is_retryable())
+            Err(error @ TaskError::Model(_)) => Err(Rejection::Unsupported(error.to_string())),
+            Err(error) => Err(Rejection::Failed {
+                error: error.to_string(),
+                retryable: error.is_retryable(),
+            }),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! each epoch and hands it the epoch's tasks; the backend runs them concurrently and reports each
 //! one's result and billed time.
 
+mod fan_out;
+mod lambda;
 mod local;
 mod process;
 
@@ -14,8 +16,10 @@ use siren_scheduler::Action;
 use siren_worker::TaskError;
 use thiserror::Error;
 
+pub use fan_out::PoolLimits;
+pub use lambda::{AwsLambdaControl, LambdaBackend, LambdaControl, lambda_client};
 pub use local::LocalBackend;
-pub use process::{ProcessBackend, ProcessLimits, worker_binary};
+pub use process::{ProcessBackend, worker_binary};
 
 #[derive(Debug, Error)]
 pub enum BackendError {

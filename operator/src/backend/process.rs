@@ -7,18 +7,17 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use siren_crds::{Task, TaskResult};
 use siren_scheduler::Action;
 use siren_worker::TaskError;
 use siren_worker::function::FunctionError;
 
-use super::{Assignment, BackendError, FunctionBackend, Invocation};
+use super::fan_out::fan_out;
+use super::{Assignment, BackendError, FunctionBackend, Invocation, PoolLimits};
 
 /// How long a fresh worker process may take to answer its health check.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -37,17 +36,6 @@ pub fn worker_binary() -> PathBuf {
             .find(|candidate| candidate.is_file())
     });
     beside.unwrap_or_else(|| PathBuf::from("siren-worker"))
-}
-
-/// Time limits of the pool.
-#[derive(Debug, Clone, Copy)]
-pub struct ProcessLimits {
-    /// A task still running after this long is abandoned (and retried elsewhere).
-    pub task_timeout: Duration,
-    /// Once every other task of the epoch has finished, a task still running this many times the
-    /// median task's duration later is dispatched again on an idle function; the first answer
-    /// counts.
-    pub straggler_factor: f64,
 }
 
 struct WorkerProcess {
@@ -147,11 +135,11 @@ pub struct ProcessBackend {
     functions: Vec<WorkerProcess>,
     memory_mb: u32,
     client: reqwest::Client,
-    limits: ProcessLimits,
+    limits: PoolLimits,
 }
 
 impl ProcessBackend {
-    pub fn new(binary: PathBuf, limits: ProcessLimits) -> Result<Self, BackendError> {
+    pub fn new(binary: PathBuf, limits: PoolLimits) -> Result<Self, BackendError> {
         let client = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
@@ -213,26 +201,6 @@ impl ProcessBackend {
         }
         self.wait_until_healthy(&started).await
     }
-}
-
-type Running = std::pin::Pin<
-    Box<dyn Future<Output = (usize, usize, Result<TaskResult, TaskError>, f64)> + Send>,
->;
-
-/// Invokes `task` on the function at `url` as the `slot`'s work for assignment `position`.
-fn dispatch(
-    client: &reqwest::Client,
-    url: &str,
-    task: Task,
-    (slot, position): (usize, usize),
-    timeout: Duration,
-) -> Running {
-    let (client, url) = (client.clone(), url.to_string());
-    Box::pin(async move {
-        let started = Instant::now();
-        let result = invoke(client, url, task, timeout).await;
-        (slot, position, result, started.elapsed().as_secs_f64())
-    })
 }
 
 /// What an HTTP invocation came to.
@@ -304,145 +272,24 @@ impl FunctionBackend for ProcessBackend {
         if let Err(error) = self.replace_dead().await {
             tracing::error!(%error, "cannot replace dead workers");
         }
-        if self.functions.is_empty() {
-            return assignments
-                .into_iter()
-                .map(|assignment| Invocation {
-                    task_id: assignment.task.task_id,
-                    slot: assignment.slot,
-                    result: Err(TaskError::Crashed("the pool has no functions".into())),
-                    billed_seconds: 0.0,
-                })
-                .collect();
-        }
-        let slots = self.functions.len();
         let urls: Vec<String> = self.functions.iter().map(|f| f.url.clone()).collect();
-        let timeout = self.limits.task_timeout;
-        // One slot runs one task at a time: assignments of a busy slot wait for it.
-        let mut queues: Vec<Vec<usize>> = vec![Vec::new(); slots];
-        for (position, assignment) in assignments.iter().enumerate() {
-            queues[assignment.slot % slots].push(position);
-        }
-        let mut answers: Vec<Option<Invocation>> = (0..assignments.len()).map(|_| None).collect();
-        let mut extra_billed = vec![0.0f64; assignments.len()];
-        let mut copies = vec![0u32; assignments.len()];
-        let mut in_flight = vec![0u32; assignments.len()];
-        let mut launched_at: Vec<Option<Instant>> = vec![None; assignments.len()];
-        let mut busy = vec![false; slots];
-        let mut durations: Vec<f64> = Vec::new();
-        let mut running: FuturesUnordered<Running> = FuturesUnordered::new();
-        let client = self.client.clone();
-        // Counts the copy, marks its function busy and starts it.
-        macro_rules! launch {
-            ($slot:expr, $position:expr) => {{
-                let (slot, position): (usize, usize) = ($slot, $position);
-                copies[position] += 1;
-                in_flight[position] += 1;
-                launched_at[position] = Some(Instant::now());
-                busy[slot] = true;
-                running.push(dispatch(
-                    &client,
-                    &urls[slot],
-                    assignments[position].task.clone(),
-                    (slot, position),
-                    timeout,
-                ));
-            }};
-        }
-        for (slot, queue) in queues.iter_mut().enumerate() {
-            if !queue.is_empty() {
-                let position = queue.remove(0);
-                launch!(slot, position);
-            }
-        }
-        let mut watch = tokio::time::interval(Duration::from_millis(50));
-        while !running.is_empty() {
-            let finished = tokio::select! {
-                finished = running.next() => finished,
-                _ = watch.tick() => None,
-            };
-            if let Some((slot, position, result, seconds)) = finished {
-                busy[slot] = false;
-                in_flight[position] -= 1;
-                // The first success counts; a failure counts only once no copy is left running.
-                // Every other invocation is billed and never counted.
-                let settles =
-                    answers[position].is_none() && (result.is_ok() || in_flight[position] == 0);
-                if settles {
-                    if let Ok(result) = &result {
-                        progress.fetch_add(result.samples, Ordering::Relaxed);
-                        durations.push(seconds);
-                    }
-                    answers[position] = Some(Invocation {
-                        task_id: assignments[position].task.task_id.clone(),
-                        slot,
-                        result,
-                        billed_seconds: seconds,
-                    });
-                } else {
-                    extra_billed[position] += seconds;
-                }
-                if !queues[slot].is_empty() {
-                    let next = queues[slot].remove(0);
-                    launch!(slot, next);
-                }
-            }
-            if answers.iter().all(Option::is_some) {
-                // Copies still running lost the race: they are billed until now and abandoned
-                // (their functions finish them and stay busy meanwhile).
-                for position in 0..assignments.len() {
-                    if in_flight[position] > 0
-                        && let Some(started) = launched_at[position]
-                    {
-                        extra_billed[position] += started.elapsed().as_secs_f64();
-                    }
-                }
-                break;
-            }
-            // Straggler handling: nothing is queued any more and a task has run for much longer
-            // than the typical one took; an idle function runs it again.
-            if queues.iter().all(Vec::is_empty) && !durations.is_empty() {
-                let mut sorted = durations.clone();
-                sorted.sort_by(f64::total_cmp);
-                let median = sorted[sorted.len() / 2];
-                let patience = median * self.limits.straggler_factor;
-                let late: Vec<usize> = (0..assignments.len())
-                    .filter(|p| {
-                        answers[*p].is_none()
-                            && copies[*p] < 2
-                            && launched_at[*p].is_some_and(|t| t.elapsed().as_secs_f64() > patience)
-                    })
-                    .collect();
-                for position in late {
-                    let Some(idle) = (0..slots).find(|s| !busy[*s]) else {
-                        break;
-                    };
-                    tracing::info!(
-                        task = %assignments[position].task.task_id,
-                        slot = idle,
-                        "straggler: dispatching the task again on an idle function"
-                    );
-                    launch!(idle, position);
-                }
-            }
-        }
-        answers
-            .into_iter()
-            .zip(extra_billed)
-            .zip(assignments)
-            .map(|((answer, extra), assignment)| match answer {
-                Some(mut invocation) => {
-                    invocation.billed_seconds += extra;
-                    invocation
-                }
-                None => Invocation {
-                    task_id: assignment.task.task_id,
-                    slot: assignment.slot,
-                    result: Err(TaskError::Crashed("no function answered".into())),
-                    billed_seconds: extra,
-                },
-            })
-            .collect()
+        let (client, timeout) = (self.client.clone(), self.limits.task_timeout);
+        fan_out(
+            assignments,
+            urls.len(),
+            self.limits.straggler_factor,
+            progress,
+            |slot, task| {
+                let (client, url) = (client.clone(), urls[slot].clone());
+                Box::pin(async move {
+                    let started = Instant::now();
+                    let result = invoke(client, url, task, timeout).await;
+                    // A function in the cluster is paid for as long as it works on the task.
+                    (result, started.elapsed().as_secs_f64())
+                })
+            },
+        )
+        .await
     }
 }
 

@@ -14,7 +14,7 @@ use siren_crds::{
     DatasetSpec, HyperParameters, ModelKind, ModelSpec, StoreRef, StoreSpec, SyntheticSource, Task,
 };
 use siren_operator::backend::{
-    Assignment, FunctionBackend, ProcessBackend, ProcessLimits, worker_binary,
+    Assignment, FunctionBackend, PoolLimits, ProcessBackend, worker_binary,
 };
 use siren_scheduler::Action;
 
@@ -90,7 +90,7 @@ fn percentile(values: &mut [f64], fraction: f64) -> f64 {
 }
 
 async fn measure(args: &DispatchBenchArgs, functions: u32) -> Result<Row, Failure> {
-    let limits = ProcessLimits {
+    let limits = PoolLimits {
         task_timeout: Duration::from_secs(30),
         straggler_factor: 100.0,
     };

@@ -34,6 +34,8 @@ struct Cli {
 pub enum BackendArg {
     Local,
     Process,
+    /// The manifest's `backend.lambda` function (required).
+    Lambda,
 }
 
 #[derive(Subcommand)]

@@ -139,6 +139,7 @@ pub fn train(
     match backend {
         Some(BackendArg::Local) => job.spec.backend.kind = BackendKind::Local,
         Some(BackendArg::Process) => job.spec.backend.kind = BackendKind::Process,
+        Some(BackendArg::Lambda) => job.spec.backend.kind = BackendKind::Lambda,
         None => {}
     }
     job.spec

@@ -1,0 +1,126 @@
+//! A local AWS Lambda: `cargo lambda watch` (PyPI `cargo-lambda`) serving the Invoke API and the
+//! Lambda Runtime API on a free loopback port, and function instances that poll it, as Lambda's
+//! execution environments do.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::start_on_a_free_port;
+
+/// The emulator only serves functions named after a binary of the workspace it runs in.
+pub const FUNCTION: &str = "siren-lambda";
+
+pub struct LambdaEmulator {
+    child: Child,
+    pub port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl LambdaEmulator {
+    /// Starts the emulator's APIs without a function of its own (`--only-lambda-apis`): the
+    /// test starts the already built instances, so nothing is compiled here.
+    pub fn start() -> Self {
+        start_on_a_free_port("cargo lambda watch", Self::start_on)
+    }
+
+    fn start_on(port: u16) -> Result<Self, String> {
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the workspace holds the e2e crate");
+        // `cargo-lambda` itself rather than `cargo lambda`: cargo would run it as a child of its
+        // own, which killing cargo leaves behind, holding the port.
+        let child = Command::new("cargo-lambda")
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "--ignore-changes",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+                &port.to_string(),
+            ])
+            .current_dir(workspace)
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("log file"))
+            .stderr(log.reopen().expect("log file"))
+            .spawn()
+            .expect("cargo-lambda runs (python3 -m pip install cargo-lambda)");
+        let mut emulator = Self { child, port, log };
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = emulator.child.try_wait() {
+                return Err(format!(
+                    "cargo lambda watch on port {port} exited with {status} (python3 -m pip install cargo-lambda):\n{}",
+                    emulator.log()
+                ));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(emulator);
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "cargo lambda watch did not start:\n{}",
+                emulator.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Where an AWS SDK sends Invoke requests.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts one instance of `binary` as the function `FUNCTION` with `memory_mb` of memory,
+    /// with `env` added to its environment.
+    pub fn start_instance(&self, binary: &Path, memory_mb: u32, env: &[(&str, &str)]) -> Child {
+        let variables: HashMap<&str, String> = HashMap::from([
+            (
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{}/.rt/{FUNCTION}", self.port),
+            ),
+            ("AWS_LAMBDA_FUNCTION_NAME", FUNCTION.to_string()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string()),
+        ]);
+        Command::new(binary)
+            .envs(variables)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+    }
+}
+
+impl Drop for LambdaEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The workspace's `siren-lambda` binary, built beside the running test binary.
+pub fn lambda_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(FUNCTION))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no {FUNCTION} beside {} (cargo build --release --bin {FUNCTION})",
+                exe.display()
+            )
+        })
+}

@@ -1,0 +1,384 @@
+//! The `lambda` backend: tasks are synchronous invocations of an AWS Lambda function running
+//! `siren-lambda`. Memory is the function's configuration, changed between epochs; Lambda itself
+//! runs as many instances as there are concurrent invocations.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::meta::region::ProvideRegion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_lambda::config::http::HttpResponse;
+use aws_sdk_lambda::error::{DisplayErrorContext, SdkError};
+use aws_sdk_lambda::operation::invoke::InvokeError;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{InvocationType, LastUpdateStatus, LogType};
+use serde::Deserialize;
+use siren_crds::{LambdaSpec, Task, TaskResult};
+use siren_scheduler::Action;
+use siren_worker::TaskError;
+
+use super::fan_out::{Attempt, fan_out};
+use super::{Assignment, BackendError, FunctionBackend, Invocation, PoolLimits};
+
+/// Error type `siren-lambda` gives a task that no retry can fix.
+const INVALID_TASK: &str = "Siren.Invalid";
+/// How long a configuration update may take to reach every new instance.
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(300);
+const UPDATE_POLL: Duration = Duration::from_secs(1);
+
+/// The function's control plane: what the driver changes about the function itself rather than
+/// asks of it. AWS's is [`AwsLambdaControl`]; an emulator without control-plane routes (such as
+/// `cargo lambda watch`) supplies its own.
+#[async_trait]
+pub trait LambdaControl: Send + Sync {
+    /// Returns once invocations run with `memory_mb` of memory.
+    async fn set_memory(&self, memory_mb: u32) -> Result<(), BackendError>;
+    /// Prepares for `functions` concurrent invocations. Lambda scales by itself up to the
+    /// account's concurrency limit (beyond it, invocations are throttled and retried), so AWS's
+    /// control does nothing here.
+    async fn set_concurrency(&self, _functions: u32) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+/// Lambda's control plane through the AWS API: UpdateFunctionConfiguration, then
+/// GetFunctionConfiguration until `LastUpdateStatus` is `Successful`.
+pub struct AwsLambdaControl {
+    client: aws_sdk_lambda::Client,
+    function: String,
+}
+
+impl AwsLambdaControl {
+    pub fn new(client: aws_sdk_lambda::Client, function: &str) -> Self {
+        Self {
+            client,
+            function: function.to_string(),
+        }
+    }
+
+    /// The function's memory size once no update is in progress.
+    async fn settled_memory(&self, deadline: Instant) -> Result<u32, BackendError> {
+        loop {
+            let configuration = self
+                .client
+                .get_function_configuration()
+                .function_name(&self.function)
+                .send()
+                .await
+                .map_err(|e| {
+                    BackendError::Scale(format!(
+                        "cannot read the configuration of Lambda function {}: {}",
+                        self.function,
+                        DisplayErrorContext(&e)
+                    ))
+                })?;
+            match configuration.last_update_status() {
+                Some(LastUpdateStatus::InProgress) => {}
+                Some(LastUpdateStatus::Failed) => {
+                    return Err(BackendError::Scale(format!(
+                        "the last update of Lambda function {} failed: {}",
+                        self.function,
+                        configuration
+                            .last_update_status_reason()
+                            .unwrap_or("no reason given")
+                    )));
+                }
+                _ => return Ok(configuration.memory_size().unwrap_or(0).max(0) as u32),
+            }
+            if Instant::now() > deadline {
+                return Err(BackendError::Scale(format!(
+                    "Lambda function {} is still updating after {UPDATE_TIMEOUT:?}",
+                    self.function
+                )));
+            }
+            tokio::time::sleep(UPDATE_POLL).await;
+        }
+    }
+}
+
+#[async_trait]
+impl LambdaControl for AwsLambdaControl {
+    async fn set_memory(&self, memory_mb: u32) -> Result<(), BackendError> {
+        let deadline = Instant::now() + UPDATE_TIMEOUT;
+        loop {
+            if self.settled_memory(deadline).await? == memory_mb {
+                return Ok(());
+            }
+            let update = self
+                .client
+                .update_function_configuration()
+                .function_name(&self.function)
+                .memory_size(memory_mb as i32)
+                .send()
+                .await;
+            match update {
+                Ok(_) => {}
+                // Someone else's update started in between: wait for it, then try again.
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_conflict_exception()) => {}
+                Err(error) => {
+                    return Err(BackendError::Scale(format!(
+                        "cannot set the memory of Lambda function {} to {memory_mb} MB: {}",
+                        self.function,
+                        DisplayErrorContext(&error)
+                    )));
+                }
+            }
+        }
+    }
+}
+
+pub struct LambdaBackend {
+    client: aws_sdk_lambda::Client,
+    function: String,
+    control: Box<dyn LambdaControl>,
+    limits: PoolLimits,
+    memory_mb: Option<u32>,
+    functions: usize,
+}
+
+/// A Lambda client for the spec's region and endpoint, with the SDK's retries off: a failed
+/// invocation is the driver's to retry, on its own terms and within the budget.
+pub async fn lambda_client(spec: &LambdaSpec) -> aws_sdk_lambda::Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let region = match &spec.region {
+        Some(region) => Some(aws_config::Region::new(region.clone())),
+        None => {
+            aws_config::default_provider::region::default_provider()
+                .region()
+                .await
+        }
+    };
+    loader = loader.region(region.unwrap_or_else(|| aws_config::Region::new("us-east-1")));
+    if let Some(endpoint) = &spec.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let shared = loader.load().await;
+    let config = aws_sdk_lambda::config::Builder::from(&shared)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    aws_sdk_lambda::Client::from_conf(config)
+}
+
+impl LambdaBackend {
+    /// A backend on `spec`'s function, controlled through the AWS API.
+    pub async fn connect(spec: &LambdaSpec, limits: PoolLimits) -> Self {
+        let client = lambda_client(spec).await;
+        let control = AwsLambdaControl::new(client.clone(), &spec.function_name);
+        Self::new(client, &spec.function_name, Box::new(control), limits)
+    }
+
+    pub fn new(
+        client: aws_sdk_lambda::Client,
+        function: &str,
+        control: Box<dyn LambdaControl>,
+        limits: PoolLimits,
+    ) -> Self {
+        Self {
+            client,
+            function: function.to_string(),
+            control,
+            limits,
+            memory_mb: None,
+            functions: 0,
+        }
+    }
+}
+
+#[async_trait]
+impl FunctionBackend for LambdaBackend {
+    fn name(&self) -> &'static str {
+        "lambda"
+    }
+
+    async fn scale(&mut self, action: Action) -> Result<(), BackendError> {
+        if self.memory_mb != Some(action.memory_mb) {
+            self.control.set_memory(action.memory_mb).await?;
+            self.memory_mb = Some(action.memory_mb);
+        }
+        self.control.set_concurrency(action.functions).await?;
+        self.functions = action.functions as usize;
+        Ok(())
+    }
+
+    async fn invoke_all(
+        &mut self,
+        assignments: Vec<Assignment>,
+        progress: Arc<AtomicU64>,
+    ) -> Vec<Invocation> {
+        let timeout = self.limits.task_timeout;
+        let (client, function) = (self.client.clone(), self.function.clone());
+        fan_out(
+            assignments,
+            self.functions,
+            self.limits.straggler_factor,
+            progress,
+            |_, task| -> Attempt {
+                Box::pin(invoke(client.clone(), function.clone(), task, timeout))
+            },
+        )
+        .await
+    }
+}
+
+/// What a function error's payload says (`siren-lambda`'s own errors and the runtime's).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorPayload {
+    error_type: String,
+    #[serde(default)]
+    error_message: String,
+}
+
+/// One synchronous invocation: its outcome and its billed seconds.
+async fn invoke(
+    client: aws_sdk_lambda::Client,
+    function: String,
+    task: Task,
+    timeout: Duration,
+) -> (Result<TaskResult, TaskError>, f64) {
+    let payload = match serde_json::to_vec(&task) {
+        Ok(payload) => payload,
+        Err(e) => {
+            return (
+                Err(TaskError::Invalid(format!("cannot encode the task: {e}"))),
+                0.0,
+            );
+        }
+    };
+    let started = Instant::now();
+    let call = client
+        .invoke()
+        .function_name(&function)
+        .invocation_type(InvocationType::RequestResponse)
+        .log_type(LogType::Tail)
+        .payload(Blob::new(payload))
+        .send();
+    let answered = tokio::time::timeout(timeout, call).await;
+    // Lambda bills each invocation's duration rounded up to the millisecond; when the answer has
+    // no REPORT line to read it from, the driver's own measure (a slight overestimate) stands in.
+    let measured = (started.elapsed().as_secs_f64() * 1000.0).ceil() / 1000.0;
+    let output = match answered {
+        Err(_) => {
+            return (
+                Err(TaskError::Crashed(format!(
+                    "Lambda function {function} did not answer within {timeout:?}"
+                ))),
+                measured,
+            );
+        }
+        Ok(Err(error)) => return (Err(invoke_error(&function, &error)), measured),
+        Ok(Ok(output)) => output,
+    };
+    let billed = output
+        .log_result()
+        .and_then(billed_seconds_in_log)
+        .unwrap_or(measured);
+    let body = output.payload().map(Blob::as_ref).unwrap_or_default();
+    let result = match output.function_error() {
+        Some(_) => Err(function_error(&function, body)),
+        None => serde_json::from_slice(body).map_err(|e| {
+            TaskError::Crashed(format!(
+                "Lambda function {function} answered something that is not a result: {e}"
+            ))
+        }),
+    };
+    (result, billed)
+}
+
+/// AWS answers a function error with status 200 and `X-Amz-Function-Error`; emulators often answer
+/// it as an HTTP error with the same payload, which reaches here as a failed call.
+fn invoke_error(function: &str, error: &SdkError<InvokeError, HttpResponse>) -> TaskError {
+    if let Some(body) = error.raw_response().and_then(|raw| raw.body().bytes())
+        && serde_json::from_slice::<ErrorPayload>(body).is_ok()
+    {
+        return function_error(function, body);
+    }
+    TaskError::Crashed(format!(
+        "invoking Lambda function {function}: {}",
+        DisplayErrorContext(error)
+    ))
+}
+
+fn function_error(function: &str, body: &[u8]) -> TaskError {
+    match serde_json::from_slice::<ErrorPayload>(body) {
+        Ok(error) => {
+            let message = format!(
+                "Lambda function {function} failed ({}): {}",
+                error.error_type, error.error_message
+            );
+            if error.error_type == INVALID_TASK {
+                TaskError::Invalid(message)
+            } else {
+                // Runtime crashes, timeouts and out-of-memory kills may pass on another instance.
+                TaskError::Crashed(message)
+            }
+        }
+        Err(_) => TaskError::Crashed(format!(
+            "Lambda function {function} failed: {}",
+            String::from_utf8_lossy(body)
+        )),
+    }
+}
+
+/// The `Billed Duration` of the REPORT line in an invocation's log tail (base64, as Lambda sends
+/// it with `LogType::Tail`).
+fn billed_seconds_in_log(log_base64: &str) -> Option<f64> {
+    let log = aws_smithy_types::base64::decode(log_base64).ok()?;
+    let log = String::from_utf8_lossy(&log);
+    let report = log.lines().rev().find(|line| line.starts_with("REPORT"))?;
+    let billed = report.split('\t').find_map(|field| {
+        field
+            .trim()
+            .strip_prefix("Billed Duration:")?
+            .trim()
+            .strip_suffix("ms")?
+            .trim()
+            .parse::<f64>()
+            .ok()
+    })?;
+    Some(billed / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn billed_duration_comes_from_the_report_line() {
+        let log = "START RequestId: 1 Version: $LATEST\nsome output\nEND RequestId: 1\nREPORT RequestId: 1\tDuration: 1203.34 ms\tBilled Duration: 1204 ms\tMemory Size: 1769 MB\tMax Memory Used: 180 MB\tInit Duration: 45.10 ms\t\n";
+        let encoded = aws_smithy_types::base64::encode(log);
+        assert_eq!(billed_seconds_in_log(&encoded), Some(1.204));
+    }
+
+    #[test]
+    fn a_log_without_a_report_line_has_no_billed_duration() {
+        let encoded = aws_smithy_types::base64::encode("just output\n");
+        assert_eq!(billed_seconds_in_log(&encoded), None);
+        assert_eq!(billed_seconds_in_log("%%% not base64"), None);
+    }
+
+    #[test]
+    fn invalid_tasks_are_final_and_everything_else_is_retried() {
+        let invalid = br#"{"errorType":"Siren.Invalid","errorMessage":"unknown field `x`"}"#;
+        assert!(matches!(
+            function_error("f", invalid),
+            TaskError::Invalid(m) if m.contains("unknown field `x`")
+        ));
+        for retryable in [
+            br#"{"errorType":"Siren.Retryable","errorMessage":"store unreachable"}"#.as_slice(),
+            br#"{"errorType":"Sandbox.Timedout","errorMessage":"Task timed out"}"#,
+            b"not json at all",
+        ] {
+            assert!(matches!(
+                function_error("f", retryable),
+                TaskError::Crashed(_)
+            ));
+        }
+    }
+}

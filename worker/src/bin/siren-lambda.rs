@@ -1,0 +1,78 @@
+//! `siren-lambda`: the function as an AWS Lambda handler (a `provided.al2023` custom runtime whose
+//! executable is named `bootstrap`). The payload is a task, the response its result; every task
+//! runs through the same code as `siren-worker`'s HTTP handler.
+//!
+//! A task that produces no result ends in a function error. Its `errorType` says whether the
+//! driver may retry the task on another invocation (`Siren.Retryable`) or not (`Siren.Invalid`);
+//! its `errorMessage` names the problem.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use siren_crds::TaskResult;
+use siren_worker::function::{FunctionServer, Rejection};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Error types of the function errors this handler raises.
+const RETRYABLE: &str = "Siren.Retryable";
+const INVALID: &str = "Siren.Invalid";
+
+#[derive(Debug)]
+struct Rejected(Rejection);
+
+impl From<Rejected> for Diagnostic {
+    fn from(Rejected(rejection): Rejected) -> Self {
+        Diagnostic {
+            error_type: if rejection.retryable() {
+                RETRYABLE
+            } else {
+                INVALID
+            }
+            .to_string(),
+            error_message: rejection.message(),
+        }
+    }
+}
+
+async fn handle(
+    server: &FunctionServer,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<TaskResult, Rejected> {
+    // The runtime has parsed the payload as JSON already; the task decoder gives the message
+    // that names what is wrong with it.
+    let payload = serde_json::to_vec(&event.payload).map_err(|e| {
+        Rejected(Rejection::Malformed(format!(
+            "the payload is not JSON: {e}"
+        )))
+    })?;
+    server.handle(&payload).await.map_err(Rejected)
+}
+
+fn main() -> Result<(), lambda_runtime::Error> {
+    let started = Instant::now();
+    // Lambda sends stderr to CloudWatch Logs; JSON lines are what Logs Insights queries.
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIREN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let server = Arc::new(FunctionServer::new(started));
+        lambda_runtime::run(service_fn(move |event| {
+            let server = Arc::clone(&server);
+            async move { handle(&server, event).await }
+        }))
+        .await
+    })
+}
