@@ -7,6 +7,10 @@ source scripts/setup.sh
 # The S3 store's tests run against moto's S3 server (PyPI), which supports conditional writes.
 python3 -c "import moto.moto_server.werkzeug_app" 2>/dev/null \
   || python3 -m pip install --quiet 'moto[server]==5.2.1'
+# The Lambda backend's tests invoke functions through `cargo lambda watch`'s emulator (PyPI). Its
+# ziglang dependency only serves cross-compilation, which the emulator does not need.
+command -v cargo-lambda >/dev/null 2>&1 \
+  || { python3 -m pip install --quiet --no-deps 'cargo-lambda==1.9.2' && { command -v pyenv >/dev/null 2>&1 && pyenv rehash || true; }; }
 cargo fmt --all -- --check
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo test --release --locked --workspace
