@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::start_on_a_free_port;
+use crate::{start_on_a_free_port, wait_until_listening};
 
 /// The emulator only serves functions named after a binary of the workspace it runs in.
 pub const FUNCTION: &str = "siren-lambda";
@@ -50,23 +50,12 @@ impl LambdaEmulator {
             .spawn()
             .expect("cargo-lambda runs (python3 -m pip install cargo-lambda)");
         let mut emulator = Self { child, port, log };
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = emulator.child.try_wait() {
-                return Err(format!(
-                    "cargo lambda watch on port {port} exited with {status} (python3 -m pip install cargo-lambda):\n{}",
-                    emulator.log()
-                ));
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(emulator);
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "cargo lambda watch did not start:\n{}",
+        match wait_until_listening(&mut emulator.child, port, Duration::from_secs(60)) {
+            Ok(()) => Ok(emulator),
+            Err(problem) => Err(format!(
+                "cargo lambda watch on port {port} {problem} (python3 -m pip install cargo-lambda):\n{}",
                 emulator.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            )),
         }
     }
 

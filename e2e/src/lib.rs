@@ -54,3 +54,26 @@ pub(crate) fn start_on_a_free_port<T>(
         failures.join("\n")
     );
 }
+
+/// Waits until `child` accepts connections on loopback `port`, or says why not: it exited (with
+/// its status), or it was still silent after `limit`.
+pub(crate) fn wait_until_listening(
+    child: &mut std::process::Child,
+    port: u16,
+    limit: std::time::Duration,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    loop {
+        // Checked before connecting: a port taken by another program accepts connections too.
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status}"));
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            return Err(format!("did not listen within {limit:?}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

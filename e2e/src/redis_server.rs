@@ -1,9 +1,9 @@
 //! A real `redis-server` on a free loopback port.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::start_on_a_free_port;
+use crate::{start_on_a_free_port, wait_until_listening};
 
 /// A `redis-server` (Debian's package) with persistence off, in a temporary directory.
 pub struct RedisServer {
@@ -49,24 +49,12 @@ impl RedisServer {
             _dir: dir,
             tls,
         };
-        let started = Instant::now();
-        loop {
-            // Checked before connecting: a port taken by another program accepts connections too.
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(server._dir.path().join("redis.log"))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "redis-server on port {port} exited with {status}:\n{log}"
-                ));
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        match wait_until_listening(&mut server.child, port, Duration::from_secs(10)) {
+            Ok(()) => Ok(server),
+            Err(problem) => Err(format!(
+                "redis-server on port {port} {problem}:\n{}",
+                std::fs::read_to_string(server._dir.path().join("redis.log")).unwrap_or_default()
+            )),
         }
     }
 

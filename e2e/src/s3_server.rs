@@ -3,7 +3,9 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::wait_until_listening;
 
 const LAUNCHER: &str = include_str!("moto_server.py");
 
@@ -36,23 +38,12 @@ impl S3Server {
             .spawn()
             .expect("python3 runs");
         let mut server = Self { child, port, log };
-        let started = Instant::now();
-        loop {
-            // Checked before connecting: a port taken by another program accepts connections too.
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(server.log.path()).unwrap_or_default();
-                return Err(format!(
-                    "moto's S3 server on port {port} exited with {status} (pip install 'moto[server]'):\n{log}"
-                ));
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto's S3 server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        match wait_until_listening(&mut server.child, port, Duration::from_secs(30)) {
+            Ok(()) => Ok(server),
+            Err(problem) => Err(format!(
+                "moto's S3 server on port {port} {problem} (pip install 'moto[server]'):\n{}",
+                std::fs::read_to_string(server.log.path()).unwrap_or_default()
+            )),
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod function;
+pub mod logs;
 pub mod model;
 pub mod store;
 pub mod train;

@@ -53,16 +53,7 @@ async fn handle(
 
 fn main() -> Result<(), lambda_runtime::Error> {
     let started = Instant::now();
-    // Lambda sends stderr to CloudWatch Logs; JSON lines are what Logs Insights queries.
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIREN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
+    siren_worker::logs::init_json_logs(false);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -42,14 +42,7 @@ async fn terminated() {
 
 fn main() -> anyhow::Result<()> {
     let started = Instant::now();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIREN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    siren_worker::logs::init_json_logs(true);
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port
             .parse()
