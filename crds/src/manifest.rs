@@ -262,6 +262,8 @@ spec:
             "{message}"
         );
         assert!(message.contains("need an s3 store"), "{message}");
+        let text = format!("{MINIMAL}  backend:\n    kind: lambda\n    taskTimeoutSeconds: 901\n");
+        assert!(error_of(&text).contains("at most 900 seconds"));
         let text = format!(
             "{MINIMAL}  backend:\n    kind: lambda\n    lambda:\n      functionName: siren\n      endpoint: http://127.0.0.1:9000\n  store:\n    kind: s3\n    url: s3://bucket/jobs\n"
         );

@@ -131,6 +131,15 @@ impl TrainingJobSpec {
             );
         }
         if backend.kind == BackendKind::Lambda {
+            if backend.task_timeout_seconds > 900 {
+                errors.add(
+                    "spec.backend.taskTimeoutSeconds",
+                    format!(
+                        "a Lambda invocation runs at most 900 seconds, got {}",
+                        backend.task_timeout_seconds
+                    ),
+                );
+            }
             if self.store.kind == StoreKind::Memory {
                 errors.add(
                     "spec.store.kind",

@@ -69,7 +69,13 @@ pub(crate) fn wait_until_listening(
             return Err(format!("exited with {status}"));
         }
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
+            // Another program on the port answers at once, while the child is still starting;
+            // the child then fails to bind and exits shortly after.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            return match child.try_wait() {
+                Ok(Some(status)) => Err(format!("exited with {status}")),
+                _ => Ok(()),
+            };
         }
         if started.elapsed() > limit {
             return Err(format!("did not listen within {limit:?}"));

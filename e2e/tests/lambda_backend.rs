@@ -146,7 +146,7 @@ spec:
 }
 
 #[test]
-fn lambda_functions_train_two_epochs_and_bill_what_lambda_bills() {
+fn lambda_functions_train_two_epochs_and_the_cost_is_their_billed_time() {
     // SAFETY: the only test of this binary, run before any other thread of it exists.
     unsafe {
         std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);

@@ -68,5 +68,6 @@ fn memory_changes_go_through_update_function_configuration() {
             .expect_err("no function to configure")
             .to_string();
         assert!(error.contains("no-such-function"), "{error}");
+        assert!(error.contains("ResourceNotFound"), "{error}");
     });
 }

@@ -134,7 +134,10 @@ pub async fn fan_out(
                 if in_flight[position] > 0
                     && let Some(started) = launched_at[position]
                 {
-                    extra_billed[position] += started.elapsed().as_secs_f64();
+                    // Platforms bill whole milliseconds; a platform that cannot be told to stop
+                    // (Lambda) bills the copy until it ends, which this does not see.
+                    extra_billed[position] +=
+                        (started.elapsed().as_secs_f64() * 1000.0).ceil() / 1000.0;
                 }
             }
             break;

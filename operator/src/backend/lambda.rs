@@ -14,7 +14,7 @@ use aws_sdk_lambda::config::http::HttpResponse;
 use aws_sdk_lambda::error::{DisplayErrorContext, SdkError};
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{InvocationType, LastUpdateStatus, LogType};
+use aws_sdk_lambda::types::{InvocationType, LastUpdateStatus, LogType, State};
 use serde::Deserialize;
 use siren_crds::{LambdaSpec, Task, TaskResult};
 use siren_scheduler::Action;
@@ -28,6 +28,9 @@ const INVALID_TASK: &str = "Siren.Invalid";
 /// How long a configuration update may take to reach every new instance.
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(300);
 const UPDATE_POLL: Duration = Duration::from_secs(1);
+/// First pause after a throttled invocation; it doubles (with jitter) up to the maximum.
+const THROTTLE_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_THROTTLE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The function's control plane: what the driver changes about the function itself rather than
 /// asks of it. AWS's is [`AwsLambdaControl`]; an emulator without control-plane routes (such as
@@ -37,8 +40,8 @@ pub trait LambdaControl: Send + Sync {
     /// Returns once invocations run with `memory_mb` of memory.
     async fn set_memory(&self, memory_mb: u32) -> Result<(), BackendError>;
     /// Prepares for `functions` concurrent invocations. Lambda scales by itself up to the
-    /// account's concurrency limit (beyond it, invocations are throttled and retried), so AWS's
-    /// control does nothing here.
+    /// account's concurrency limit (beyond it, invocations are throttled, and the backend retries
+    /// them with backoff), so AWS's control does nothing here.
     async fn set_concurrency(&self, _functions: u32) -> Result<(), BackendError> {
         Ok(())
     }
@@ -59,8 +62,9 @@ impl AwsLambdaControl {
         }
     }
 
-    /// The function's memory size once no update is in progress.
-    async fn settled_memory(&self, deadline: Instant) -> Result<u32, BackendError> {
+    /// The function's memory size once no update is in progress, and the reason of its last
+    /// update if that failed.
+    async fn settled(&self, deadline: Instant) -> Result<(u32, Option<String>), BackendError> {
         loop {
             let configuration = self
                 .client
@@ -75,27 +79,34 @@ impl AwsLambdaControl {
                         DisplayErrorContext(&e)
                     ))
                 })?;
-            match configuration.last_update_status() {
-                Some(LastUpdateStatus::InProgress) => {}
-                Some(LastUpdateStatus::Failed) => {
-                    return Err(BackendError::Scale(format!(
-                        "the last update of Lambda function {} failed: {}",
-                        self.function,
-                        configuration
-                            .last_update_status_reason()
-                            .unwrap_or("no reason given")
-                    )));
-                }
-                _ => return Ok(configuration.memory_size().unwrap_or(0).max(0) as u32),
+            let updating = configuration.last_update_status()
+                == Some(&LastUpdateStatus::InProgress)
+                || configuration.state() == Some(&State::Pending);
+            if !updating {
+                let failed = (configuration.last_update_status()
+                    == Some(&LastUpdateStatus::Failed))
+                .then(|| {
+                    configuration
+                        .last_update_status_reason()
+                        .unwrap_or("no reason given")
+                        .to_string()
+                });
+                let memory = configuration.memory_size().unwrap_or(0).max(0) as u32;
+                return Ok((memory, failed));
             }
-            if Instant::now() > deadline {
-                return Err(BackendError::Scale(format!(
-                    "Lambda function {} is still updating after {UPDATE_TIMEOUT:?}",
-                    self.function
-                )));
-            }
-            tokio::time::sleep(UPDATE_POLL).await;
+            self.wait(deadline).await?;
         }
+    }
+
+    async fn wait(&self, deadline: Instant) -> Result<(), BackendError> {
+        if Instant::now() > deadline {
+            return Err(BackendError::Scale(format!(
+                "Lambda function {} is still updating after {UPDATE_TIMEOUT:?}",
+                self.function
+            )));
+        }
+        tokio::time::sleep(UPDATE_POLL).await;
+        Ok(())
     }
 }
 
@@ -103,10 +114,12 @@ impl AwsLambdaControl {
 impl LambdaControl for AwsLambdaControl {
     async fn set_memory(&self, memory_mb: u32) -> Result<(), BackendError> {
         let deadline = Instant::now() + UPDATE_TIMEOUT;
+        // A failed update from before this call does not matter: ours replaces it.
+        let (memory, _) = self.settled(deadline).await?;
+        if memory == memory_mb {
+            return Ok(());
+        }
         loop {
-            if self.settled_memory(deadline).await? == memory_mb {
-                return Ok(());
-            }
             let update = self
                 .client
                 .update_function_configuration()
@@ -115,12 +128,15 @@ impl LambdaControl for AwsLambdaControl {
                 .send()
                 .await;
             match update {
-                Ok(_) => {}
+                Ok(_) => break,
                 // Someone else's update started in between: wait for it, then try again.
                 Err(error)
                     if error
                         .as_service_error()
-                        .is_some_and(|e| e.is_resource_conflict_exception()) => {}
+                        .is_some_and(|e| e.is_resource_conflict_exception()) =>
+                {
+                    self.wait(deadline).await?;
+                }
                 Err(error) => {
                     return Err(BackendError::Scale(format!(
                         "cannot set the memory of Lambda function {} to {memory_mb} MB: {}",
@@ -129,6 +145,17 @@ impl LambdaControl for AwsLambdaControl {
                     )));
                 }
             }
+        }
+        match self.settled(deadline).await? {
+            (_, Some(reason)) => Err(BackendError::Scale(format!(
+                "updating the memory of Lambda function {} to {memory_mb} MB failed: {reason}",
+                self.function
+            ))),
+            (memory, None) if memory != memory_mb => Err(BackendError::Scale(format!(
+                "Lambda function {} has {memory} MB after an update to {memory_mb} MB: is something else configuring it?",
+                self.function
+            ))),
+            _ => Ok(()),
         }
     }
 }
@@ -142,9 +169,14 @@ pub struct LambdaBackend {
     functions: usize,
 }
 
-/// A Lambda client for the spec's region and endpoint, with the SDK's retries off: a failed
-/// invocation is the driver's to retry, on its own terms and within the budget.
+/// A Lambda client for invocations, for the spec's region and endpoint, with the SDK's retries off:
+/// a failed invocation is the driver's to retry, on its own terms and within the budget (throttled
+/// ones are retried in [`invoke`]).
 pub async fn lambda_client(spec: &LambdaSpec) -> aws_sdk_lambda::Client {
+    client_with(spec, RetryConfig::disabled()).await
+}
+
+async fn client_with(spec: &LambdaSpec, retries: RetryConfig) -> aws_sdk_lambda::Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     let region = match &spec.region {
         Some(region) => Some(aws_config::Region::new(region.clone())),
@@ -160,7 +192,7 @@ pub async fn lambda_client(spec: &LambdaSpec) -> aws_sdk_lambda::Client {
     }
     let shared = loader.load().await;
     let config = aws_sdk_lambda::config::Builder::from(&shared)
-        .retry_config(RetryConfig::disabled())
+        .retry_config(retries)
         .build();
     aws_sdk_lambda::Client::from_conf(config)
 }
@@ -169,7 +201,11 @@ impl LambdaBackend {
     /// A backend on `spec`'s function, controlled through the AWS API.
     pub async fn connect(spec: &LambdaSpec, limits: PoolLimits) -> Self {
         let client = lambda_client(spec).await;
-        let control = AwsLambdaControl::new(client.clone(), &spec.function_name);
+        // Configuration calls are the SDK's to retry: throttling there is no task's failure.
+        let control = AwsLambdaControl::new(
+            client_with(spec, RetryConfig::standard()).await,
+            &spec.function_name,
+        );
         Self::new(client, &spec.function_name, Box::new(control), limits)
     }
 
@@ -251,30 +287,56 @@ async fn invoke(
             );
         }
     };
-    let started = Instant::now();
-    let call = client
-        .invoke()
-        .function_name(&function)
-        .invocation_type(InvocationType::RequestResponse)
-        .log_type(LogType::Tail)
-        .payload(Blob::new(payload))
-        .send();
-    let answered = tokio::time::timeout(timeout, call).await;
-    // Lambda bills each invocation's duration rounded up to the millisecond; when the answer has
-    // no REPORT line to read it from, the driver's own measure (a slight overestimate) stands in.
-    let measured = (started.elapsed().as_secs_f64() * 1000.0).ceil() / 1000.0;
-    let output = match answered {
-        Err(_) => {
-            return (
-                Err(TaskError::Crashed(format!(
-                    "Lambda function {function} did not answer within {timeout:?}"
-                ))),
-                measured,
-            );
+    let deadline = Instant::now() + timeout;
+    let mut backoff = THROTTLE_BACKOFF;
+    let output = loop {
+        let started = Instant::now();
+        let call = client
+            .invoke()
+            .function_name(&function)
+            .invocation_type(InvocationType::RequestResponse)
+            .log_type(LogType::Tail)
+            .payload(Blob::new(payload.clone()))
+            .send();
+        let answered =
+            tokio::time::timeout(deadline.saturating_duration_since(started), call).await;
+        // Lambda bills each invocation's duration rounded up to the millisecond; when the answer
+        // has no REPORT line to read it from, the driver's own measure (a slight overestimate)
+        // stands in.
+        let measured = (started.elapsed().as_secs_f64() * 1000.0).ceil() / 1000.0;
+        match answered {
+            Err(_) => {
+                return (
+                    Err(TaskError::Crashed(format!(
+                        "Lambda function {function} did not answer within {timeout:?}"
+                    ))),
+                    measured,
+                );
+            }
+            // Over the concurrency limit: nothing ran and nothing is billed; wait and try again
+            // while the task's time allows.
+            Ok(Err(error)) if is_throttled(&error) => {
+                let pause = backoff.mul_f64(0.5 + rand::random::<f64>());
+                if Instant::now() + pause > deadline {
+                    return (
+                        Err(TaskError::Crashed(format!(
+                            "Lambda function {function} was throttled for {timeout:?}: {}",
+                            DisplayErrorContext(&error)
+                        ))),
+                        0.0,
+                    );
+                }
+                tokio::time::sleep(pause).await;
+                backoff = (backoff * 2).min(MAX_THROTTLE_BACKOFF);
+            }
+            Ok(Err(error)) => {
+                let (failure, ran) = invoke_error(&function, &error);
+                return (Err(failure), if ran { measured } else { 0.0 });
+            }
+            Ok(Ok(output)) => break (output, measured),
         }
-        Ok(Err(error)) => return (Err(invoke_error(&function, &error)), measured),
-        Ok(Ok(output)) => output,
     };
+    let (output, measured) = output;
     let billed = output
         .log_result()
         .and_then(billed_seconds_in_log)
@@ -291,18 +353,43 @@ async fn invoke(
     (result, billed)
 }
 
+fn is_throttled(error: &SdkError<InvokeError, HttpResponse>) -> bool {
+    error
+        .as_service_error()
+        .is_some_and(|e| e.is_too_many_requests_exception() || e.is_ec2_throttled_exception())
+}
+
+/// A failed Invoke call as the task's error, and whether the function ran (and is billed).
+///
 /// AWS answers a function error with status 200 and `X-Amz-Function-Error`; emulators often answer
 /// it as an HTTP error with the same payload, which reaches here as a failed call.
-fn invoke_error(function: &str, error: &SdkError<InvokeError, HttpResponse>) -> TaskError {
+fn invoke_error(function: &str, error: &SdkError<InvokeError, HttpResponse>) -> (TaskError, bool) {
     if let Some(body) = error.raw_response().and_then(|raw| raw.body().bytes())
         && serde_json::from_slice::<ErrorPayload>(body).is_ok()
     {
-        return function_error(function, body);
+        return (function_error(function, body), true);
     }
-    TaskError::Crashed(format!(
+    let message = format!(
         "invoking Lambda function {function}: {}",
         DisplayErrorContext(error)
-    ))
+    );
+    // The caller's mistakes (no such function, no permission, a payload Lambda refuses) are not
+    // fixed by asking again; nothing ran.
+    let refused = error.as_service_error().is_some_and(|e| {
+        e.is_resource_not_found_exception()
+            || e.is_invalid_request_content_exception()
+            || e.is_request_too_large_exception()
+            || e.is_invalid_parameter_value_exception()
+            || e.is_unsupported_media_type_exception()
+    }) || error
+        .raw_response()
+        .is_some_and(|raw| matches!(raw.status().as_u16(), 401 | 403));
+    if refused {
+        (TaskError::Invalid(message), false)
+    } else {
+        // The network or the service failed; the function may have run, so it is billed.
+        (TaskError::Crashed(message), true)
+    }
 }
 
 fn function_error(function: &str, body: &[u8]) -> TaskError {

@@ -115,7 +115,8 @@ fn announced_address(
     let (sender, receiver) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
-        let read = std::io::BufReader::new(stdout).read_line(&mut line);
+        let mut reader = std::io::BufReader::new(stdout);
+        let read = reader.read_line(&mut line);
         let announced = match read {
             Ok(0) => Err("it exited before listening".to_string()),
             Ok(_) => line
@@ -126,6 +127,8 @@ fn announced_address(
             Err(e) => Err(format!("its output cannot be read: {e}")),
         };
         let _ = sender.send(announced);
+        // Whatever the worker prints later must not meet a closed pipe.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
     });
     receiver
 }
@@ -189,17 +192,24 @@ impl ProcessBackend {
         Ok(())
     }
 
+    /// Starts `count` workers at once: scaling up takes the slowest start, not the sum.
+    async fn start_workers(&self, count: usize) -> Result<Vec<WorkerProcess>, BackendError> {
+        futures::future::try_join_all((0..count).map(|_| WorkerProcess::start(&self.binary))).await
+    }
+
     /// Replaces dead processes (a crashed or killed function) with fresh, cold ones.
     async fn replace_dead(&mut self) -> Result<(), BackendError> {
-        let mut started = Vec::new();
-        for slot in 0..self.functions.len() {
-            if !self.functions[slot].is_running() {
-                tracing::warn!(slot, "a worker process died; starting a new one");
-                self.functions[slot] = WorkerProcess::start(&self.binary).await?;
-                started.push(slot);
-            }
+        let dead: Vec<usize> = (0..self.functions.len())
+            .filter(|slot| !self.functions[*slot].is_running())
+            .collect();
+        for slot in &dead {
+            tracing::warn!(slot, "a worker process died; starting a new one");
         }
-        self.wait_until_healthy(&started).await
+        let fresh = self.start_workers(dead.len()).await?;
+        for (slot, worker) in dead.iter().zip(fresh) {
+            self.functions[*slot] = worker;
+        }
+        self.wait_until_healthy(&dead).await
     }
 }
 
@@ -254,12 +264,9 @@ impl FunctionBackend for ProcessBackend {
             self.memory_mb = action.memory_mb;
         }
         self.functions.truncate(action.functions as usize);
-        let mut started = Vec::new();
-        while self.functions.len() < action.functions as usize {
-            started.push(self.functions.len());
-            self.functions
-                .push(WorkerProcess::start(&self.binary).await?);
-        }
+        let started: Vec<usize> = (self.functions.len()..action.functions as usize).collect();
+        let fresh = self.start_workers(started.len()).await?;
+        self.functions.extend(fresh);
         self.wait_until_healthy(&started).await?;
         self.replace_dead().await
     }
