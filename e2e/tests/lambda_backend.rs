@@ -11,6 +11,8 @@
 //! One test in this binary: it sets the AWS credentials in the process environment, which the
 //! SDK's default chain reads, and that is only sound while no other test thread runs.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::atomic::AtomicU64;
@@ -20,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use siren_crds::{
     BackendKind, JobPhase, LambdaSpec, StoreKind, StoreRef, TASK_PROTOCOL_VERSION, Task,
-    TrainingJob, parse_manifest,
+    TrainingJob,
 };
 use siren_e2e::{
     ACCESS_KEY_ID, LAMBDA_FUNCTION, LambdaEmulator, S3Server, SECRET_ACCESS_KEY, lambda_binary,
@@ -53,6 +55,23 @@ struct EmulatedControl {
     env: Vec<(&'static str, String)>,
     instances: Mutex<(u32, Vec<Instance>)>,
     memory_updates: Arc<Mutex<Vec<u32>>>,
+}
+
+impl EmulatedControl {
+    fn new(emulator: &Arc<LambdaEmulator>) -> Self {
+        Self {
+            emulator: Arc::clone(emulator),
+            binary: lambda_binary(),
+            env: vec![
+                ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_string()),
+                ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_string()),
+                ("AWS_REGION", "us-east-1".to_string()),
+                ("SIREN_LOG", "warn".to_string()),
+            ],
+            instances: Mutex::new((0, Vec::new())),
+            memory_updates: Arc::default(),
+        }
+    }
 }
 
 #[async_trait]
@@ -117,31 +136,19 @@ impl FunctionBackend for Recording {
 }
 
 fn lambda_job(emulator: &LambdaEmulator, s3: &S3Server) -> TrainingJob {
-    let mut job = parse_manifest(
-        &format!(
-            "apiVersion: siren.dev/v1alpha1
-kind: TrainingJob
-metadata:
-  name: on-lambda
-spec:
-  model: {{kind: mlp, hidden: [32]}}
-  dataset:
-    synthetic: {{samples: 2000, testSamples: 500, features: 20, classes: 4, noise: 0.8, seed: 3}}
-    shardSize: 250
-  training: {{batchSize: 32, learningRate: 0.02, maxEpochs: 2, seed: 7}}
-  scheduler: {{functions: 2, memoryMb: {MEMORY_MB}}}
-  backend:
-    kind: lambda
-    lambda: {{functionName: {LAMBDA_FUNCTION}, endpoint: \"{}\", region: us-east-1}}
-  store: {{kind: s3, url: \"s3://siren/jobs\", endpoint: \"{}\", region: us-east-1}}
-",
-            emulator.endpoint(),
-            s3.endpoint()
-        ),
-        "test",
-    )
-    .expect("valid manifest");
+    let mut job = common::job("on-lambda", 2, 2, 2000, "[32]");
+    job.spec.backend.kind = BackendKind::Lambda;
+    job.spec.backend.lambda = Some(LambdaSpec {
+        function_name: LAMBDA_FUNCTION.to_string(),
+        region: Some("us-east-1".to_string()),
+        endpoint: Some(emulator.endpoint()),
+    });
     job.spec.backend.task_timeout_seconds = 120;
+    job.spec.store.kind = StoreKind::S3;
+    job.spec.store.url = Some("s3://siren/jobs".to_string());
+    job.spec.store.endpoint = Some(s3.endpoint());
+    job.spec.store.region = Some("us-east-1".to_string());
+    job.spec.validate().expect("a valid lambda job");
     job
 }
 
@@ -158,21 +165,10 @@ fn lambda_functions_train_two_epochs_and_the_cost_is_their_billed_time() {
     let job = lambda_job(&emulator, &s3);
     assert_eq!(job.spec.backend.kind, BackendKind::Lambda);
     assert_eq!(job.spec.store.kind, StoreKind::S3);
-    let memory_updates = Arc::new(Mutex::new(Vec::new()));
     let billed = Arc::new(Mutex::new(Vec::new()));
     let first_task = Arc::new(Mutex::new(None));
-    let control = EmulatedControl {
-        emulator: Arc::clone(&emulator),
-        binary: lambda_binary(),
-        env: vec![
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("SIREN_LOG", "warn".to_string()),
-        ],
-        instances: Mutex::new((0, Vec::new())),
-        memory_updates: Arc::clone(&memory_updates),
-    };
+    let control = EmulatedControl::new(&emulator);
+    let memory_updates = Arc::clone(&control.memory_updates);
     let limits = PoolLimits {
         task_timeout: Duration::from_secs(120),
         straggler_factor: 3.0,
@@ -248,13 +244,7 @@ fn lambda_functions_train_two_epochs_and_the_cost_is_their_billed_time() {
     let mut invalid = LambdaBackend::new(
         client,
         &lambda.function_name,
-        Box::new(EmulatedControl {
-            emulator: Arc::clone(&emulator),
-            binary: lambda_binary(),
-            env: Vec::new(),
-            instances: Mutex::new((0, Vec::new())),
-            memory_updates: Arc::new(Mutex::new(Vec::new())),
-        }),
+        Box::new(EmulatedControl::new(&emulator)),
         limits,
     );
     let mut task = first_task

@@ -289,7 +289,7 @@ async fn invoke(
     };
     let deadline = Instant::now() + timeout;
     let mut backoff = THROTTLE_BACKOFF;
-    let output = loop {
+    let (output, measured) = loop {
         let started = Instant::now();
         let call = client
             .invoke()
@@ -336,7 +336,6 @@ async fn invoke(
             Ok(Ok(output)) => break (output, measured),
         }
     };
-    let (output, measured) = output;
     let billed = output
         .log_result()
         .and_then(billed_seconds_in_log)
