@@ -41,7 +41,8 @@ pub enum CalibrateError {
 /// How much to measure.
 #[derive(Debug, Clone)]
 pub struct CalibrationPlan {
-    /// Seconds of training steps per compute probe (one thread, then two).
+    /// Seconds of training steps per compute probe (one thread, then two; probed before and
+    /// after the measured epochs).
     pub probe_seconds: f64,
     /// Functions of the measured epochs (cold starts and stragglers come from these).
     pub functions: u32,
@@ -198,9 +199,9 @@ pub async fn calibrate(
     )
     .map_err(DriverError::from)?;
     let batch = spec.training.batch_size as usize;
-    let one = measure_compute(&architecture, &splits, batch, 1, plan.probe_seconds)?;
-    let two = measure_compute(&architecture, &splits, batch, 2, plan.probe_seconds)?;
-    let efficiency = parallel_efficiency(one, 2, two)?;
+    let probe =
+        |threads| measure_compute(&architecture, &splits, batch, threads, plan.probe_seconds);
+    let (one_before, two_before) = (probe(1)?, probe(2)?);
 
     // The in-process store, as the local backend's functions use it. A network store is measured
     // by `siren bench store`; its numbers can be put into the profile by hand.
@@ -246,6 +247,12 @@ pub async fn calibrate(
             cold_start_seconds.len()
         )));
     }
+
+    // Load from elsewhere on the machine only ever slows a probe down, so the faster of two
+    // probes taken some seconds apart is the better estimate of what the epochs will see.
+    let one = one_before.min(probe(1)?);
+    let two = two_before.min(probe(2)?);
+    let efficiency = parallel_efficiency(one, 2, two)?;
 
     let (mut job_profile, mut platform) = profiles(spec, &architecture, &splits, None, || Ok(one))?;
     job_profile.parallel_efficiency = efficiency;

@@ -106,7 +106,10 @@ pub fn read_profile(path: &Path) -> Result<CalibratedProfile, LearnedError> {
 }
 
 /// Wall seconds per training sample on `threads` compute threads, from the job's own model on its
-/// own data: a few warm-up batches, then batches until about `seconds` have passed.
+/// own data, in rounds of about `seconds / ROUNDS` each. Every round builds its own model buffers
+/// and trains on its own batch, because one set of buffers can be a tenth faster or slower than
+/// another (placement in memory), while an epoch runs through many; the median round is kept, so
+/// a burst of load from elsewhere on the machine does not skew it either.
 pub fn measure_compute(
     architecture: &Architecture,
     splits: &DataSplits,
@@ -114,6 +117,7 @@ pub fn measure_compute(
     threads: usize,
     seconds: f64,
 ) -> Result<f64, LearnedError> {
+    const ROUNDS: usize = 7;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
@@ -121,26 +125,33 @@ pub fn measure_compute(
     pool.install(|| {
         let train = &splits.train;
         let batch = batch_size.clamp(1, train.len());
-        let mut computer = GradientComputer::new(architecture.clone());
-        let params = architecture.initial_params(0);
-        let mut grad = Vec::new();
-        let x = &train.features[..batch * train.dim];
-        let y = &train.labels[..batch];
-        let mut step = |computer: &mut GradientComputer| {
-            computer
-                .gradient(&params, x, y, &mut grad)
-                .map_err(|e| LearnedError::Probe(e.to_string()))
-        };
-        for _ in 0..3 {
-            step(&mut computer)?;
+        let batches = (train.len() / batch).max(1);
+        let mut rounds = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            let first = (round % batches) * batch;
+            let x = &train.features[first * train.dim..(first + batch) * train.dim];
+            let y = &train.labels[first..first + batch];
+            let mut computer = GradientComputer::new(architecture.clone());
+            let params = architecture.initial_params(round as u64);
+            let mut grad = Vec::new();
+            let mut step = || {
+                computer
+                    .gradient(&params, x, y, &mut grad)
+                    .map_err(|e| LearnedError::Probe(e.to_string()))
+            };
+            for _ in 0..2 {
+                step()?;
+            }
+            let started = Instant::now();
+            let mut samples = 0usize;
+            while samples == 0 || started.elapsed().as_secs_f64() < seconds / ROUNDS as f64 {
+                step()?;
+                samples += batch;
+            }
+            rounds.push(started.elapsed().as_secs_f64() / samples as f64);
         }
-        let started = Instant::now();
-        let mut samples = 0usize;
-        while samples == 0 || started.elapsed().as_secs_f64() < seconds {
-            step(&mut computer)?;
-            samples += batch;
-        }
-        Ok(started.elapsed().as_secs_f64() / samples as f64)
+        rounds.sort_by(f64::total_cmp);
+        Ok(rounds[ROUNDS / 2])
     })
 }
 
