@@ -11,6 +11,10 @@ python3 -c "import moto.moto_server.werkzeug_app" 2>/dev/null \
 # ziglang dependency only serves cross-compilation, which the emulator does not need.
 command -v cargo-lambda >/dev/null 2>&1 \
   || { python3 -m pip install --quiet --no-deps 'cargo-lambda==1.9.2' && { command -v pyenv >/dev/null 2>&1 && pyenv rehash || true; }; }
+# The operator's end-to-end tests run against a real kube-apiserver built from Debian's source
+# package (once per machine, a few minutes), with etcd and kubectl from Debian.
+SIREN_KUBE_APISERVER="$(bash e2e/kube/build-apiserver.sh)"
+export SIREN_KUBE_APISERVER
 cargo fmt --all -- --check
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo test --release --locked --workspace

@@ -53,6 +53,9 @@ pub struct TrainingJobSpec {
     pub backend: BackendSpec,
     #[serde(default)]
     pub store: StoreSpec,
+    /// Pauses the job after its current epoch; clearing it resumes from the last checkpoint.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]

@@ -1,5 +1,6 @@
 //! Harnesses for end-to-end tests: real servers on free loopback ports, stopped when dropped.
 
+mod kube_apiserver;
 mod lambda_emulator;
 mod redis_server;
 mod s3_server;
@@ -7,6 +8,7 @@ mod s3_server;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+pub use kube_apiserver::{KubeApiServer, apiserver_binary, workspace_binary};
 pub use lambda_emulator::{FUNCTION as LAMBDA_FUNCTION, LambdaEmulator, lambda_binary};
 pub use redis_server::RedisServer;
 pub use s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};

@@ -27,6 +27,7 @@ use siren_worker::data::{DataError, DataSplits, cached_splits};
 use siren_worker::model::{Architecture, Evaluator, ModelError};
 use siren_worker::store::{ParameterStore, StoreError, upload_dataset};
 use thiserror::Error;
+use tokio::sync::watch;
 
 use crate::backend::{Assignment, BackendError, FunctionBackend, Invocation};
 
@@ -54,6 +55,10 @@ pub enum DriverError {
         retry_usd: f64,
         remaining_usd: f64,
     },
+    #[error(
+        "cannot resume after epoch {epoch}: {reason}; the model trained so far is gone, so the job does not pretend to continue"
+    )]
+    ResumeImpossible { epoch: u32, reason: String },
     #[error("epoch {epoch}: task {task_id} failed after {attempts} attempt(s): {error}")]
     Task {
         epoch: u32,
@@ -69,6 +74,8 @@ pub enum StopReason {
     TargetReached,
     MaxEpochs,
     BudgetExhausted,
+    /// `spec.suspend` was set: the job paused after its last finished epoch and can resume.
+    Suspended,
 }
 
 impl StopReason {
@@ -77,6 +84,7 @@ impl StopReason {
             StopReason::TargetReached => "TargetAccuracyReached",
             StopReason::MaxEpochs => "MaxEpochsReached",
             StopReason::BudgetExhausted => "BudgetExhausted",
+            StopReason::Suspended => "Suspended",
         }
     }
 }
@@ -95,6 +103,27 @@ pub trait DriverObserver: Send {
     /// measures functions from.
     fn tasks_finished(&mut self, _epoch: u32, _results: &[TaskResult]) {}
     fn epoch_finished(&mut self, _record: &EpochRecord, _status: &TrainingJobStatus) {}
+    /// The job entered a phase or started an epoch; what the operator reports to the API server.
+    fn status_changed(&mut self, _status: &TrainingJobStatus) {}
+}
+
+/// What a user may change while a job runs. The driver reads it before every epoch, so a change
+/// takes effect at the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunControl {
+    pub max_cost_usd: Option<f64>,
+    pub max_epochs: u32,
+    pub suspend: bool,
+}
+
+impl RunControl {
+    pub fn from_spec(spec: &TrainingJobSpec) -> Self {
+        Self {
+            max_cost_usd: spec.budget.max_cost_usd,
+            max_epochs: spec.training.max_epochs,
+            suspend: spec.suspend,
+        }
+    }
 }
 
 /// Observes nothing.
@@ -118,6 +147,7 @@ pub struct JobDriver {
     status: TrainingJobStatus,
     /// Where a learning scheduler's updated state is saved after the job.
     scheduler_state: Option<PathBuf>,
+    control: Option<watch::Receiver<RunControl>>,
 }
 
 impl JobDriver {
@@ -138,7 +168,22 @@ impl JobDriver {
             cost_model,
             status: TrainingJobStatus::default(),
             scheduler_state: None,
+            control: None,
         }
+    }
+
+    /// Continues a job whose finished epochs `status` records (after an operator restart or a
+    /// suspension): the model comes back from the store's checkpoint of the last finished epoch,
+    /// cost and history carry on, and no finished epoch runs again.
+    pub fn resuming(mut self, status: TrainingJobStatus) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Budget, epoch limit and suspension are read from `control` before every epoch.
+    pub fn controlled_by(mut self, control: watch::Receiver<RunControl>) -> Self {
+        self.control = Some(control);
+        self
     }
 
     /// Saves what the scheduler learns from the job to `path` once the job ends.
@@ -164,11 +209,8 @@ impl JobDriver {
         match self.run_epochs(observer).await {
             Ok(outcome) => Ok(outcome),
             Err(error) => {
-                self.status.enter_phase(
-                    JobPhase::Failed,
-                    failure_reason(&error),
-                    &error.to_string(),
-                );
+                self.status
+                    .enter_phase(JobPhase::Failed, error.reason(), &error.to_string());
                 Err(error)
             }
         }
@@ -179,8 +221,12 @@ impl JobDriver {
         observer: &mut dyn DriverObserver,
     ) -> Result<JobOutcome, DriverError> {
         let started = Instant::now();
+        // A resumed job's clock and spend carry on from where its last finished epoch left them.
+        let elapsed_before = self.status.elapsed_seconds;
+        let first_epoch = self.status.epoch;
         self.status
             .enter_phase(JobPhase::Initializing, "LoadingData", "loading the dataset");
+        observer.status_changed(&self.status);
         let seed = self.spec.training.seed;
         let (splits, _) = cached_splits(&self.spec.dataset, seed)?;
         let architecture = Architecture::new(
@@ -191,9 +237,13 @@ impl JobDriver {
         )?;
         let mut evaluator = Evaluator::new(architecture.clone());
         let stored_data = self.upload_dataset(&splits).await?;
-        self.store
-            .initialize(&architecture.initial_params(seed))
-            .await?;
+        if first_epoch == 0 {
+            self.store
+                .initialize(&architecture.initial_params(seed))
+                .await?;
+        } else {
+            self.restore_finished_epoch(first_epoch).await?;
+        }
 
         let shard_size = self.spec.dataset.shard_size as usize;
         let shard_count = splits.train.shard_count(shard_size);
@@ -201,8 +251,20 @@ impl JobDriver {
         let mut previous_loss = None;
         let mut stop_reason = StopReason::MaxEpochs;
 
-        for epoch in 0..self.spec.training.max_epochs {
-            let observation = self.observe(epoch, previous_loss, started);
+        let mut epoch = first_epoch;
+        loop {
+            if self.apply_control() {
+                stop_reason = StopReason::Suspended;
+                break;
+            }
+            if epoch >= self.spec.training.max_epochs {
+                break;
+            }
+            let observation = self.observe(
+                epoch,
+                previous_loss,
+                elapsed_before + started.elapsed().as_secs_f64(),
+            );
             let action = match self.scheduler.decide_or_stop(&observation) {
                 Decision::Run(action) => action,
                 Decision::Stop { cheapest } => {
@@ -250,6 +312,7 @@ impl JobDriver {
                     action.memory_mb
                 ),
             );
+            observer.status_changed(&self.status);
             self.backend.scale(action).await?;
 
             let progress = Arc::new(AtomicU64::new(0));
@@ -317,9 +380,13 @@ impl JobDriver {
             self.status.loss = Some(record.loss);
             self.status.accuracy = Some(record.accuracy);
             self.status.cost_usd = record.cumulative_cost_usd;
-            self.status.elapsed_seconds = started.elapsed().as_secs_f64();
+            self.status.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
             self.status.push_history(record.clone());
-            let after = self.observe(epoch + 1, previous_loss, started);
+            let after = self.observe(
+                epoch + 1,
+                previous_loss,
+                elapsed_before + started.elapsed().as_secs_f64(),
+            );
             self.scheduler.record(&observation, action, &after);
             observer.epoch_finished(&record, &self.status);
 
@@ -329,11 +396,27 @@ impl JobDriver {
                 stop_reason = StopReason::TargetReached;
                 break;
             }
+            epoch += 1;
         }
 
         let params = self.store.pull().await?.params;
+        if stop_reason == StopReason::Suspended {
+            self.status.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
+            let message = format!(
+                "suspended after {} epoch(s); clear spec.suspend to resume",
+                self.status.epoch
+            );
+            self.status
+                .enter_phase(JobPhase::Suspended, "Suspended", &message);
+            return Ok(JobOutcome {
+                status: self.status.clone(),
+                stop_reason,
+                architecture,
+                params,
+            });
+        }
         self.save_scheduler_state();
-        self.status.elapsed_seconds = started.elapsed().as_secs_f64();
+        self.status.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
         let message = match (stop_reason, self.status.accuracy) {
             (_, Some(accuracy)) => format!(
                 "{} after {} epoch(s): test accuracy {:.2}%, cost ${:.6}",
@@ -359,6 +442,45 @@ impl JobDriver {
         })
     }
 
+    /// Takes the latest control into the spec; whether the job is to suspend now.
+    fn apply_control(&mut self) -> bool {
+        let Some(control) = &mut self.control else {
+            return false;
+        };
+        let control = control.borrow_and_update().clone();
+        self.spec.budget.max_cost_usd = control.max_cost_usd;
+        self.spec.training.max_epochs = control.max_epochs;
+        control.suspend
+    }
+
+    /// Puts the model back to the checkpoint taken after `epoch`. A store that lost it (a Redis
+    /// restarted without persistence, a wiped bucket) fails the job rather than restarting it
+    /// from scratch under the same history and spend.
+    async fn restore_finished_epoch(&mut self, epoch: u32) -> Result<(), DriverError> {
+        let latest = self.store.latest_checkpoint().await?;
+        match latest {
+            Some(checkpoint) if checkpoint.epoch >= epoch => {
+                self.store.restore(epoch).await?;
+                tracing::info!(
+                    epoch,
+                    "resumed from the checkpoint of the last finished epoch"
+                );
+                Ok(())
+            }
+            Some(checkpoint) => Err(DriverError::ResumeImpossible {
+                epoch,
+                reason: format!(
+                    "the store's latest checkpoint is of epoch {}",
+                    checkpoint.epoch
+                ),
+            }),
+            None => Err(DriverError::ResumeImpossible {
+                epoch,
+                reason: "the store holds no checkpoint of this job".to_string(),
+            }),
+        }
+    }
+
     /// A learning scheduler's update is worth keeping, but not worth failing a finished job for.
     fn save_scheduler_state(&mut self) {
         let Some(state) = self.scheduler.job_finished() else {
@@ -374,7 +496,7 @@ impl JobDriver {
         }
     }
 
-    fn observe(&self, epoch: u32, previous_loss: Option<f64>, started: Instant) -> Observation {
+    fn observe(&self, epoch: u32, previous_loss: Option<f64>, elapsed_seconds: f64) -> Observation {
         Observation {
             epoch,
             max_epochs: self.spec.training.max_epochs,
@@ -384,7 +506,7 @@ impl JobDriver {
             target_accuracy: self.spec.training.target_accuracy,
             spent_usd: self.status.cost_usd,
             budget_usd: self.spec.budget.max_cost_usd,
-            elapsed_seconds: started.elapsed().as_secs_f64(),
+            elapsed_seconds,
             last_action: self.status.history.last().map(|r| Action {
                 functions: r.functions,
                 memory_mb: r.memory_mb,
@@ -624,14 +746,18 @@ fn aggregate(
     }
 }
 
-fn failure_reason(error: &DriverError) -> &'static str {
-    match error {
-        DriverError::Data(_) => "DatasetUnavailable",
-        DriverError::Model(_) => "ModelIncompatible",
-        DriverError::Store(_) => "StoreFailed",
-        DriverError::Backend(_) => "BackendFailed",
-        DriverError::Scheduler(_) => "SchedulerUnavailable",
-        DriverError::Task { .. } => "TaskFailed",
-        DriverError::RetryOverBudget { .. } => "BudgetExhausted",
+impl DriverError {
+    /// The condition reason a Failed job reports.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DriverError::Data(_) => "DatasetUnavailable",
+            DriverError::Model(_) => "ModelIncompatible",
+            DriverError::Store(_) => "StoreFailed",
+            DriverError::Backend(_) => "BackendFailed",
+            DriverError::Scheduler(_) => "SchedulerUnavailable",
+            DriverError::Task { .. } => "TaskFailed",
+            DriverError::RetryOverBudget { .. } => "BudgetExhausted",
+            DriverError::ResumeImpossible { .. } => "CheckpointLost",
+        }
     }
 }

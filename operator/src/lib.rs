@@ -2,12 +2,13 @@
 
 pub mod backend;
 pub mod calibrate;
+pub mod controller;
 pub mod driver;
 pub mod job;
 pub mod learned;
 pub mod pricing;
 pub mod summary;
 
-pub use driver::{DriverObserver, JobDriver, JobOutcome, Silent, StopReason};
+pub use driver::{DriverObserver, JobDriver, JobOutcome, RunControl, Silent, StopReason};
 pub use job::{driver_for, driver_with_backend};
 pub use summary::JobSummary;

@@ -453,3 +453,86 @@ fn an_epoch_the_budget_cannot_finish_ends_the_job_at_the_last_finished_epoch() {
     );
     assert_eq!(outcome.params, model.params);
 }
+
+#[test]
+fn a_resumed_job_continues_after_its_last_checkpoint_and_a_lost_one_fails_clearly() {
+    let job = synthetic_job("");
+    let runtime = runtime();
+    let (first, resumed) = runtime.block_on(async {
+        // Two epochs, then the job stops as an operator restart would leave it.
+        let mut two_epochs = job.clone();
+        two_epochs.spec.training.max_epochs = 2;
+        let mut driver = driver_for(&two_epochs).await.expect("driver");
+        let first = driver.run(&mut Silent).await.expect("two epochs");
+        (first, driver)
+    });
+    assert_eq!(first.status.epoch, 2);
+    drop(resumed);
+
+    // The in-process store died with the process: nothing to resume from, and the job says so
+    // instead of training again from scratch under the same history.
+    let mut fresh = runtime
+        .block_on(driver_for(&job))
+        .expect("driver")
+        .resuming(first.status.clone());
+    let error = run_to_failure(&mut fresh);
+    assert!(
+        error.to_string().contains("cannot resume after epoch 2"),
+        "{error}"
+    );
+    assert_eq!(fresh.status().phase, JobPhase::Failed);
+    assert_eq!(error.reason(), "CheckpointLost");
+}
+
+#[test]
+fn a_suspended_job_stops_before_its_next_epoch_and_resumes_where_it_stopped() {
+    let job = synthetic_job("");
+    let store: Arc<dyn ParameterStore> = Arc::new(MemoryStore::new());
+    let driver = |status: Option<siren_crds::TrainingJobStatus>, suspend: bool, max_epochs: u32| {
+        let cost = cost_model(&job.spec.backend.pricing);
+        let mut control = siren_operator::RunControl::from_spec(&job.spec);
+        control.suspend = suspend;
+        control.max_epochs = max_epochs;
+        let (_keep, receiver) = tokio::sync::watch::channel(control);
+        let driver = JobDriver::new(
+            "synthetic",
+            job.spec.clone(),
+            Arc::clone(&store),
+            Box::new(LocalBackend::new(Arc::clone(&store), Arc::clone(&cost))),
+            Box::new(StaticScheduler::new(Action {
+                functions: 3,
+                memory_mb: 1769,
+            })),
+            cost,
+        )
+        .controlled_by(receiver);
+        match status {
+            Some(status) => driver.resuming(status),
+            None => driver,
+        }
+    };
+    let runtime = runtime();
+    let mut first = driver(None, false, 3);
+    let finished = runtime
+        .block_on(first.run(&mut Silent))
+        .expect("three epochs");
+    assert_eq!(finished.status.epoch, 3);
+
+    // Suspended from the start of a resumed run: no epoch runs, the phase says Suspended.
+    let mut suspended = driver(Some(finished.status.clone()), true, 4);
+    let outcome = runtime
+        .block_on(suspended.run(&mut Silent))
+        .expect("suspends");
+    assert_eq!(outcome.stop_reason, StopReason::Suspended);
+    assert_eq!(outcome.status.phase, JobPhase::Suspended);
+    assert_eq!(outcome.status.history.len(), 3);
+    assert_eq!(outcome.status.cost_usd, finished.status.cost_usd);
+
+    // Unsuspended with one more epoch allowed (a mid-run spec change): exactly epoch 4 runs.
+    let mut resumed = driver(Some(outcome.status), false, 4);
+    let outcome = runtime.block_on(resumed.run(&mut Silent)).expect("resumes");
+    let epochs: Vec<u32> = outcome.status.history.iter().map(|r| r.epoch).collect();
+    assert_eq!(epochs, vec![1, 2, 3, 4]);
+    assert_eq!(outcome.status.phase, JobPhase::Succeeded);
+    assert!(outcome.status.cost_usd > finished.status.cost_usd);
+}

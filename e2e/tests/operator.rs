@@ -1,0 +1,311 @@
+//! The operator against a real kube-apiserver (built by e2e/kube/build-apiserver.sh) with etcd,
+//! a real redis-server and real `siren-worker` processes: the CRD installed with kubectl, the real
+//! `siren-operator` binary, TrainingJobs applied with kubectl. What this does not prove: anything
+//! about Knative, OpenFaaS or a kubelet (no pods run here; functions are local processes).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use siren_e2e::{KubeApiServer, RedisServer, free_port, workspace_binary};
+
+struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(apiserver: &KubeApiServer, dir: &std::path::Path, generation: u32) -> Self {
+        let log = dir.join(format!("operator-{generation}.log"));
+        let child = Command::new(workspace_binary("siren-operator"))
+            .env("KUBECONFIG", apiserver.kubeconfig())
+            .env("SIREN_LOG", "info,kube=warn")
+            .arg("--dev-process-functions")
+            .arg("--probe-address")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("operator log"))
+            .spawn()
+            .expect("siren-operator runs");
+        Self { child, log }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn job_manifest(name: &str, epochs: u32, redis: &RedisServer) -> String {
+    format!(
+        "apiVersion: siren.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: {name}
+spec:
+  model: {{kind: mlp, hidden: [32]}}
+  dataset:
+    synthetic: {{samples: 3000, testSamples: 500, features: 20, classes: 4, noise: 0.8, seed: 3}}
+    shardSize: 250
+  training: {{batchSize: 32, learningRate: 0.02, maxEpochs: {epochs}, seed: 7}}
+  scheduler: {{functions: 2, memoryMb: 1769}}
+  backend: {{kind: process}}
+  store: {{kind: redis, url: \"{url}\"}}
+",
+        url = redis.url()
+    )
+}
+
+fn job(apiserver: &KubeApiServer, name: &str) -> Value {
+    let text = apiserver.kubectl_ok(&["get", "trainingjob", name, "-o", "json"]);
+    serde_json::from_str(&text).expect("kubectl prints JSON")
+}
+
+fn wait_for(
+    apiserver: &KubeApiServer,
+    operator: &mut Operator,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let current = job(apiserver, name);
+        if done(&current) {
+            return current;
+        }
+        if let Ok(Some(exit)) = operator.child.try_wait() {
+            panic!("the operator exited ({exit}):\n{}", operator.log());
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{name} not {what} within {limit:?}; status {}\noperator log:\n{}",
+            current["status"],
+            operator.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn phase(job: &Value) -> &str {
+    job["status"]["phase"].as_str().unwrap_or("")
+}
+
+fn event_reasons(apiserver: &KubeApiServer, name: &str) -> Vec<String> {
+    let text = apiserver.kubectl_ok(&["get", "events", "-o", "json"]);
+    let events: Value = serde_json::from_str(&text).expect("events JSON");
+    events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["name"] == name)
+        .filter_map(|e| e["reason"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn redis_keys(redis: &RedisServer, job: &str) -> Vec<String> {
+    let mut connection = redis.raw();
+    redis::cmd("KEYS")
+        .arg(format!("siren:{job}:*"))
+        .query(&mut connection)
+        .expect("KEYS")
+}
+
+fn install_crd(apiserver: &KubeApiServer) {
+    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/trainingjob.yaml");
+    apiserver.kubectl_ok(&["apply", "-f", crd]);
+    apiserver.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/trainingjobs.siren.dev",
+    ]);
+}
+
+#[test]
+fn applied_jobs_train_survive_an_operator_restart_and_clean_up_when_deleted() {
+    let apiserver = KubeApiServer::start();
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    install_crd(&apiserver);
+    let mut operator = Operator::start(&apiserver, dir.path(), 1);
+
+    // A job runs to the end of its epochs.
+    let applied = apiserver.apply(&job_manifest("short", 2, &redis));
+    assert!(applied.status.success(), "{applied:?}");
+    let done = wait_for(
+        &apiserver,
+        &mut operator,
+        "short",
+        "Succeeded",
+        Duration::from_secs(120),
+        |job| phase(job) == "Succeeded",
+    );
+    let status = &done["status"];
+    assert_eq!(status["epoch"], 2);
+    assert_eq!(status["history"].as_array().map(Vec::len), Some(2));
+    assert!(status["accuracy"].as_f64().unwrap_or(0.0) > 0.5, "{status}");
+    assert_eq!(status["observedGeneration"], done["metadata"]["generation"]);
+    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Succeeded" && c["status"] == "True"),
+        "{conditions:?}"
+    );
+    assert!(
+        done["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "siren.dev/cleanup"))
+    );
+    let table = apiserver.kubectl_ok(&["get", "tj", "short"]);
+    let header = table.lines().next().unwrap_or_default();
+    for column in [
+        "PHASE",
+        "EPOCH",
+        "ACCURACY",
+        "COST",
+        "FUNCTIONS",
+        "MEMORY",
+        "AGE",
+    ] {
+        assert!(header.contains(column), "{table}");
+    }
+    assert!(table.contains("Succeeded"), "{table}");
+    let reasons = event_reasons(&apiserver, "short");
+    for reason in ["Started", "Scheduled", "MaxEpochsReached"] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} in {reasons:?}"
+        );
+    }
+
+    // A longer job: the operator is killed in the middle and started again.
+    // Long enough (30 short epochs, some seconds) to be interrupted in the middle.
+    let applied = apiserver.apply(&job_manifest("long", 30, &redis));
+    assert!(applied.status.success(), "{applied:?}");
+    wait_for(
+        &apiserver,
+        &mut operator,
+        "long",
+        "past epoch 2",
+        Duration::from_secs(120),
+        |job| job["status"]["epoch"].as_u64().unwrap_or(0) >= 2,
+    );
+    operator.kill();
+    let interrupted = job(&apiserver, "long");
+    let finished_before = interrupted["status"]["epoch"].as_u64().unwrap_or(0);
+    let mut operator = Operator::start(&apiserver, dir.path(), 2);
+    let done = wait_for(
+        &apiserver,
+        &mut operator,
+        "long",
+        "Succeeded after the restart",
+        Duration::from_secs(180),
+        |job| phase(job) == "Succeeded",
+    );
+    let status = &done["status"];
+    let history = status["history"].as_array().cloned().unwrap_or_default();
+    let epochs: Vec<u64> = history.iter().filter_map(|r| r["epoch"].as_u64()).collect();
+    assert_eq!(
+        epochs,
+        (1..=30).collect::<Vec<u64>>(),
+        "no epoch lost or repeated"
+    );
+    assert!(
+        finished_before < 30,
+        "the operator was killed in the middle of the job"
+    );
+    let summed: f64 = history.iter().filter_map(|r| r["costUsd"].as_f64()).sum();
+    let charged = status["costUsd"].as_f64().unwrap_or(0.0);
+    assert!(
+        (summed - charged).abs() < 1e-9,
+        "cost charged once per epoch: history sums to {summed}, status says {charged}"
+    );
+    let reasons = event_reasons(&apiserver, "long");
+    assert!(
+        reasons.iter().any(|r| r == "Resumed"),
+        "{reasons:?} (killed after {finished_before} epochs)\n{}",
+        operator.log()
+    );
+
+    // Deleting a job removes its store keys (the finalizer holds it until then).
+    assert!(!redis_keys(&redis, "long").is_empty());
+    apiserver.kubectl_ok(&["delete", "tj", "long", "--timeout=60s"]);
+    assert_eq!(redis_keys(&redis, "long"), Vec::<String>::new());
+    assert!(
+        !apiserver.kubectl(&["get", "tj", "long"]).status.success(),
+        "the job is gone"
+    );
+}
+
+#[test]
+fn the_api_server_rejects_a_bad_manifest_and_an_unrunnable_job_fails_with_a_reason() {
+    let apiserver = KubeApiServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    install_crd(&apiserver);
+    let mut operator = Operator::start(&apiserver, dir.path(), 1);
+
+    let rejected = apiserver.apply(
+        "apiVersion: siren.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: rejected
+spec:
+  model: {kind: perceptron}
+  dataset: {builtin: fashion-mnist}
+",
+    );
+    assert!(!rejected.status.success());
+    let stderr = String::from_utf8_lossy(&rejected.stderr);
+    assert!(stderr.contains("spec.model.kind"), "{stderr}");
+
+    let applied = apiserver.apply(
+        "apiVersion: siren.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: missing-data
+spec:
+  model: {kind: logistic}
+  dataset:
+    csv: {train: /nonexistent/train.csv, test: /nonexistent/test.csv, labelColumn: 0}
+  training: {maxEpochs: 1}
+",
+    );
+    assert!(applied.status.success(), "{applied:?}");
+    let failed = wait_for(
+        &apiserver,
+        &mut operator,
+        "missing-data",
+        "Failed",
+        Duration::from_secs(60),
+        |job| phase(job) == "Failed",
+    );
+    let conditions = failed["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let failed_condition = conditions
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .expect("a Failed condition");
+    assert_eq!(failed_condition["reason"], "DatasetUnavailable");
+    assert!(
+        failed_condition["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("/nonexistent/train.csv")),
+        "{failed_condition}"
+    );
+}

@@ -1,0 +1,228 @@
+//! The TrainingJob controller: reconciles each job towards its spec while the job's epochs run in
+//! their own tasks ([`run`]). Restart-safe because everything a run needs to continue is in the
+//! job's status (finished epochs, spend, history) and in the store's checkpoints.
+
+pub mod http;
+pub mod metrics;
+pub mod report;
+pub mod run;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizing, finalizer};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use siren_crds::{JobPhase, StoreKind, StoreRef, TrainingJob};
+use siren_worker::store::connect_store;
+use thiserror::Error;
+use tokio::sync::Mutex;
+
+use self::metrics::{JobLabels, Metrics};
+use self::report::{JobReporter, MANAGER};
+use self::run::{JobRun, RunOptions};
+
+/// Holds a job until its functions and store keys are gone.
+pub const FINALIZER: &str = "siren.dev/cleanup";
+
+/// How often a running job is looked at even when nothing about it changes.
+const RUNNING_RECHECK: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum ControllerError {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cleaning up the job's store keys: {0}")]
+    Cleanup(String),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    /// Runs in this operator process, by job uid.
+    runs: Mutex<HashMap<String, JobRun>>,
+    metrics: Arc<Metrics>,
+    options: RunOptions,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, options: RunOptions) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            runs: Mutex::new(HashMap::new()),
+            metrics,
+            options,
+        }
+    }
+}
+
+/// Watches TrainingJobs (in `namespace`, or everywhere) until a termination signal.
+pub async fn run_controller(
+    context: Arc<Context>,
+    namespace: Option<String>,
+    ready: Arc<AtomicBool>,
+) {
+    let jobs: Api<TrainingJob> = match &namespace {
+        Some(namespace) => Api::namespaced(context.client.clone(), namespace),
+        None => Api::all(context.client.clone()),
+    };
+    ready.store(true, Ordering::Relaxed);
+    Controller::new(jobs, watcher::Config::default().any_semantic())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, Arc::clone(&context))
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile did not finish");
+            }
+        })
+        .await;
+    ready.store(false, Ordering::Relaxed);
+    tracing::info!(
+        "controller stopped; runs resume from their checkpoints when an operator starts again"
+    );
+}
+
+async fn reconcile(
+    job: Arc<TrainingJob>,
+    context: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    context.metrics.reconciles.inc();
+    let namespace = job.namespace().unwrap_or_else(|| "default".to_string());
+    let api: Api<TrainingJob> = Api::namespaced(context.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, job, |event| async {
+        match event {
+            Finalizing::Apply(job) => apply(&job, &api, &context).await,
+            Finalizing::Cleanup(job) => clean_up(&job, &context).await,
+        }
+    })
+    .await
+    .map_err(|error| ControllerError::Finalizer(error.to_string()))
+}
+
+fn error_policy(job: Arc<TrainingJob>, error: &ControllerError, context: Arc<Context>) -> Action {
+    context.metrics.reconcile_failures.inc();
+    tracing::warn!(job = %job.name_any(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn apply(
+    job: &TrainingJob,
+    api: &Api<TrainingJob>,
+    context: &Context,
+) -> Result<Action, ControllerError> {
+    let uid = job.uid().unwrap_or_default();
+    let reporter = JobReporter::new(api.clone(), context.recorder.clone(), job);
+    let mut status = job.status.clone().unwrap_or_default();
+    {
+        let mut runs = context.runs.lock().await;
+        if let Some(run) = runs.get(&uid) {
+            match run.ended() {
+                None => {
+                    run.update(job);
+                    return Ok(Action::requeue(RUNNING_RECHECK));
+                }
+                // The watch has not yet delivered the run's last status: acting on the older one
+                // would start the job again.
+                Some(phase) if phase != status.phase => {
+                    return Ok(Action::requeue(Duration::from_secs(1)));
+                }
+                Some(_) => {
+                    runs.remove(&uid);
+                }
+            }
+        }
+    }
+    if status.phase.is_finished() {
+        return Ok(Action::await_change());
+    }
+    if let Err(errors) = job.spec.validate() {
+        // The schema cannot express every rule (and a 1.20 API server enforces no CEL rules).
+        status.observed_generation = job.metadata.generation;
+        let message = errors.to_string();
+        status.enter_phase(JobPhase::Failed, "InvalidSpec", &message);
+        reporter.status(&status).await?;
+        reporter
+            .event(EventType::Warning, "InvalidSpec", "Validate", message)
+            .await;
+        return Ok(Action::await_change());
+    }
+    if job.spec.suspend {
+        if status.phase != JobPhase::Suspended {
+            status.observed_generation = job.metadata.generation;
+            let message = format!(
+                "suspended after {} epoch(s); clear spec.suspend to resume",
+                status.epoch
+            );
+            status.enter_phase(JobPhase::Suspended, "Suspended", &message);
+            reporter.status(&status).await?;
+            reporter
+                .event(EventType::Normal, "Suspended", "Suspend", message)
+                .await;
+        }
+        return Ok(Action::await_change());
+    }
+
+    let (reason, note) = if status.epoch > 0 {
+        (
+            "Resumed",
+            format!(
+                "continuing after epoch {} from its checkpoint (${:.6} spent)",
+                status.epoch, status.cost_usd
+            ),
+        )
+    } else {
+        ("Started", "training from the initial model".to_string())
+    };
+    if status.phase == JobPhase::Pending && status.conditions.is_empty() {
+        status.observed_generation = job.metadata.generation;
+        status.enter_phase(JobPhase::Pending, reason, &note);
+    }
+    let run = JobRun::start(
+        job,
+        status,
+        reporter.clone(),
+        &context.options,
+        Arc::clone(&context.metrics),
+    );
+    context.runs.lock().await.insert(uid, run);
+    tracing::info!(job = %job.name_any(), reason, %note);
+    reporter.event(EventType::Normal, reason, "Run", note).await;
+    Ok(Action::requeue(RUNNING_RECHECK))
+}
+
+/// The job is being deleted: its run stops (and its functions with it), and its store keys go.
+async fn clean_up(job: &TrainingJob, context: &Context) -> Result<Action, ControllerError> {
+    let uid = job.uid().unwrap_or_default();
+    let run = context.runs.lock().await.remove(&uid);
+    if let Some(run) = run {
+        run.abort().await;
+    }
+    if job.spec.store.kind != StoreKind::Memory {
+        let store = connect_store(&StoreRef::from_spec(&job.spec.store), &job.name_any())
+            .await
+            .map_err(|e| ControllerError::Cleanup(e.to_string()))?;
+        store
+            .clear()
+            .await
+            .map_err(|e| ControllerError::Cleanup(e.to_string()))?;
+    }
+    context.metrics.forget(&JobLabels {
+        namespace: job.namespace().unwrap_or_default(),
+        name: job.name_any(),
+    });
+    tracing::info!(job = %job.name_any(), "cleaned up");
+    Ok(Action::await_change())
+}

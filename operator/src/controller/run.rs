@@ -1,0 +1,284 @@
+//! One job's run inside the operator: the driver in its own task, so that a reconcile never waits
+//! for an epoch, and a publisher that carries the driver's progress to the API server.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+use siren_crds::{EpochRecord, JobPhase, TrainingJob, TrainingJobStatus, condition_type};
+use siren_scheduler::Action;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::metrics::{JobLabels, Metrics};
+use super::report::JobReporter;
+use crate::backend::{FunctionBackend, PoolLimits, ProcessBackend, worker_binary};
+use crate::driver::{DriverObserver, RunControl};
+use crate::job::driver_with_backend;
+
+/// How the operator runs jobs' functions.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Every job's functions run as local `siren-worker` processes, whatever its backend: the
+    /// whole operator then works against a bare API server on a laptop.
+    pub dev_process_functions: bool,
+}
+
+pub struct JobRun {
+    control: watch::Sender<RunControl>,
+    generation: Arc<AtomicI64>,
+    ended: Arc<Mutex<Option<JobPhase>>>,
+    task: JoinHandle<()>,
+}
+
+enum Progress {
+    Status(TrainingJobStatus),
+    Decision { epoch: u32, action: Action },
+    Finished(EpochRecord),
+}
+
+impl JobRun {
+    /// Starts (or, when `status` records finished epochs, resumes) the job.
+    pub fn start(
+        job: &TrainingJob,
+        status: TrainingJobStatus,
+        reporter: JobReporter,
+        options: &RunOptions,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let (control, control_rx) = watch::channel(RunControl::from_spec(&job.spec));
+        let generation = Arc::new(AtomicI64::new(job.metadata.generation.unwrap_or(0)));
+        let ended = Arc::new(Mutex::new(None));
+        let task = tokio::spawn(run(
+            job.clone(),
+            status,
+            control_rx,
+            Arc::clone(&generation),
+            Arc::clone(&ended),
+            reporter,
+            options.clone(),
+            metrics,
+        ));
+        Self {
+            control,
+            generation,
+            ended,
+            task,
+        }
+    }
+
+    /// Budget, epoch limit and suspension reach the driver before its next epoch.
+    pub fn update(&self, job: &TrainingJob) {
+        self.generation
+            .store(job.metadata.generation.unwrap_or(0), Ordering::Relaxed);
+        let control = RunControl::from_spec(&job.spec);
+        self.control.send_if_modified(|current| {
+            let changed = *current != control;
+            *current = control;
+            changed
+        });
+    }
+
+    /// The phase the run ended in, once its last status has been written.
+    pub fn ended(&self) -> Option<JobPhase> {
+        self.ended.lock().ok().and_then(|phase| *phase)
+    }
+
+    /// Stops the run at once; its functions stop with it.
+    pub async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    job: TrainingJob,
+    status: TrainingJobStatus,
+    control: watch::Receiver<RunControl>,
+    generation: Arc<AtomicI64>,
+    ended: Arc<Mutex<Option<JobPhase>>>,
+    reporter: JobReporter,
+    options: RunOptions,
+    metrics: Arc<Metrics>,
+) {
+    let labels = JobLabels {
+        namespace: job.namespace().unwrap_or_default(),
+        name: job.name_any(),
+    };
+    let (progress, progress_rx) = mpsc::unbounded_channel();
+    let publisher = tokio::spawn(publish(
+        progress_rx,
+        reporter.clone(),
+        Arc::clone(&generation),
+        Arc::clone(&metrics),
+        labels.clone(),
+    ));
+    let mut observer = Publisher { progress };
+    let mut last_status = status.clone();
+    let backend = backend_override(&job, &options);
+    match driver_with_backend(&job, backend).await {
+        Ok(driver) => {
+            let mut driver = driver.resuming(status).controlled_by(control);
+            if let Err(error) = driver.run(&mut observer).await {
+                tracing::warn!(job = %labels.name, %error, "the job failed");
+            }
+            last_status = driver.status().clone();
+        }
+        Err(error) => {
+            tracing::warn!(job = %labels.name, %error, "cannot start the job");
+            last_status.enter_phase(JobPhase::Failed, error.reason(), &error.to_string());
+        }
+    }
+    drop(observer);
+    let _ = publisher.await;
+
+    last_status.observed_generation = Some(generation.load(Ordering::Relaxed));
+    write_status(&reporter, &last_status).await;
+    let condition = match last_status.phase {
+        JobPhase::Succeeded => condition_type::SUCCEEDED,
+        JobPhase::Failed => condition_type::FAILED,
+        JobPhase::Suspended => condition_type::SUSPENDED,
+        _ => condition_type::RUNNING,
+    };
+    let (reason, message) = last_status
+        .condition(condition)
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap_or_default();
+    let type_ = if last_status.phase == JobPhase::Failed {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    reporter
+        .event(type_, &reason, phase_action(last_status.phase), message)
+        .await;
+    metrics.functions.get_or_create(&labels).set(0);
+    if let Ok(mut phase) = ended.lock() {
+        *phase = Some(last_status.phase);
+    }
+}
+
+fn phase_action(phase: JobPhase) -> &'static str {
+    match phase {
+        JobPhase::Succeeded => "Succeed",
+        JobPhase::Failed => "Fail",
+        JobPhase::Suspended => "Suspend",
+        _ => "Run",
+    }
+}
+
+fn backend_override(job: &TrainingJob, options: &RunOptions) -> Option<Box<dyn FunctionBackend>> {
+    if !options.dev_process_functions {
+        return None;
+    }
+    let limits = PoolLimits {
+        task_timeout: Duration::from_secs(u64::from(job.spec.backend.task_timeout_seconds)),
+        straggler_factor: job.spec.backend.straggler_factor,
+    };
+    match ProcessBackend::new(worker_binary(), limits) {
+        Ok(backend) => Some(Box::new(backend)),
+        Err(error) => {
+            // The driver then builds the spec's own backend, which reports its own problem.
+            tracing::warn!(%error, "cannot start process functions");
+            None
+        }
+    }
+}
+
+struct Publisher {
+    progress: mpsc::UnboundedSender<Progress>,
+}
+
+impl DriverObserver for Publisher {
+    fn epoch_started(
+        &mut self,
+        epoch: u32,
+        action: Action,
+        _samples: u64,
+        _progress: Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        let _ = self.progress.send(Progress::Decision { epoch, action });
+    }
+
+    fn epoch_finished(&mut self, record: &EpochRecord, status: &TrainingJobStatus) {
+        let _ = self.progress.send(Progress::Finished(record.clone()));
+        let _ = self.progress.send(Progress::Status(status.clone()));
+    }
+
+    fn status_changed(&mut self, status: &TrainingJobStatus) {
+        let _ = self.progress.send(Progress::Status(status.clone()));
+    }
+}
+
+/// Patches the newest status (older ones queued behind it are skipped) and records decisions.
+async fn publish(
+    mut progress: mpsc::UnboundedReceiver<Progress>,
+    reporter: JobReporter,
+    generation: Arc<AtomicI64>,
+    metrics: Arc<Metrics>,
+    labels: JobLabels,
+) {
+    while let Some(first) = progress.recv().await {
+        let mut batch = vec![first];
+        while let Ok(next) = progress.try_recv() {
+            batch.push(next);
+        }
+        let mut newest = None;
+        for item in batch {
+            match item {
+                Progress::Status(status) => newest = Some(status),
+                Progress::Decision { epoch, action } => {
+                    metrics
+                        .functions
+                        .get_or_create(&labels)
+                        .set(i64::from(action.functions));
+                    reporter
+                        .event(
+                            EventType::Normal,
+                            "Scheduled",
+                            "Schedule",
+                            format!(
+                                "epoch {}: {} functions of {} MB",
+                                epoch + 1,
+                                action.functions,
+                                action.memory_mb
+                            ),
+                        )
+                        .await;
+                }
+                Progress::Finished(record) => {
+                    metrics.epoch_seconds.observe(record.seconds);
+                    metrics.epochs.get_or_create(&labels).inc();
+                    metrics
+                        .cost_usd
+                        .get_or_create(&labels)
+                        .set(record.cumulative_cost_usd);
+                }
+            }
+        }
+        if let Some(mut status) = newest {
+            status.observed_generation = Some(generation.load(Ordering::Relaxed));
+            write_status(&reporter, &status).await;
+        }
+    }
+}
+
+/// A status write is retried for a while: the API server may be briefly unavailable. A job that
+/// was deleted meanwhile has no status to write.
+async fn write_status(reporter: &JobReporter, status: &TrainingJobStatus) {
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=8 {
+        match reporter.status(status).await {
+            Ok(()) => return,
+            Err(kube::Error::Api(response)) if response.code == 404 => return,
+            Err(error) => {
+                tracing::warn!(attempt, %error, "cannot write the job's status");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
