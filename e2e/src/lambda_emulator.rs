@@ -100,16 +100,5 @@ impl Drop for LambdaEmulator {
 
 /// The workspace's `siren-lambda` binary, built beside the running test binary.
 pub fn lambda_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join(FUNCTION))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "no {FUNCTION} beside {} (cargo build --release --bin {FUNCTION})",
-                exe.display()
-            )
-        })
+    crate::workspace_binary(FUNCTION)
 }

@@ -17,11 +17,21 @@ struct Operator {
 
 impl Operator {
     fn start(apiserver: &KubeApiServer, dir: &std::path::Path, generation: u32) -> Self {
+        Self::start_with(apiserver, dir, generation, &[])
+    }
+
+    fn start_with(
+        apiserver: &KubeApiServer,
+        dir: &std::path::Path,
+        generation: u32,
+        extra: &[&str],
+    ) -> Self {
         let log = dir.join(format!("operator-{generation}.log"));
         let child = Command::new(workspace_binary("siren-operator"))
             .env("KUBECONFIG", apiserver.kubeconfig())
             .env("SIREN_LOG", "info,kube=warn")
             .arg("--dev-process-functions")
+            .args(extra)
             .arg("--probe-address")
             .arg(format!("127.0.0.1:{}", free_port()))
             .stdout(Stdio::null())
@@ -97,6 +107,23 @@ fn wait_for(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Epochs 1..=n each recorded once, and a spend that is exactly the sum of the epochs' costs.
+fn assert_every_epoch_once(status: &Value, epochs: u64) {
+    let history = status["history"].as_array().cloned().unwrap_or_default();
+    let recorded: Vec<u64> = history.iter().filter_map(|r| r["epoch"].as_u64()).collect();
+    assert_eq!(
+        recorded,
+        (1..=epochs).collect::<Vec<u64>>(),
+        "no epoch lost or repeated"
+    );
+    let summed: f64 = history.iter().filter_map(|r| r["costUsd"].as_f64()).sum();
+    let charged = status["costUsd"].as_f64().unwrap_or(0.0);
+    assert!(
+        (summed - charged).abs() < 1e-9,
+        "cost charged once per epoch: history sums to {summed}, status says {charged}"
+    );
 }
 
 fn phase(job: &Value) -> &str {
@@ -216,23 +243,10 @@ fn applied_jobs_train_survive_an_operator_restart_and_clean_up_when_deleted() {
         Duration::from_secs(180),
         |job| phase(job) == "Succeeded",
     );
-    let status = &done["status"];
-    let history = status["history"].as_array().cloned().unwrap_or_default();
-    let epochs: Vec<u64> = history.iter().filter_map(|r| r["epoch"].as_u64()).collect();
-    assert_eq!(
-        epochs,
-        (1..=30).collect::<Vec<u64>>(),
-        "no epoch lost or repeated"
-    );
+    assert_every_epoch_once(&done["status"], 30);
     assert!(
         finished_before < 30,
         "the operator was killed in the middle of the job"
-    );
-    let summed: f64 = history.iter().filter_map(|r| r["costUsd"].as_f64()).sum();
-    let charged = status["costUsd"].as_f64().unwrap_or(0.0);
-    assert!(
-        (summed - charged).abs() < 1e-9,
-        "cost charged once per epoch: history sums to {summed}, status says {charged}"
     );
     let reasons = event_reasons(&apiserver, "long");
     assert!(
@@ -307,5 +321,60 @@ spec:
             .as_str()
             .is_some_and(|m| m.contains("/nonexistent/train.csv")),
         "{failed_condition}"
+    );
+}
+
+#[test]
+fn of_two_replicas_one_leads_and_the_other_takes_over_its_jobs() {
+    let apiserver = KubeApiServer::start();
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    install_crd(&apiserver);
+    let lease = ["--lease-seconds", "3"];
+    let mut first = Operator::start_with(&apiserver, dir.path(), 1, &lease);
+    let holder = || {
+        let lease = apiserver.kubectl(&["get", "lease", "siren-operator", "-o", "json"]);
+        serde_json::from_slice::<Value>(&lease.stdout)
+            .ok()
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    };
+    let started = Instant::now();
+    while holder().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            first.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut second = Operator::start_with(&apiserver, dir.path(), 2, &lease);
+
+    let applied = apiserver.apply(&job_manifest("shared", 30, &redis));
+    assert!(applied.status.success(), "{applied:?}");
+    wait_for(
+        &apiserver,
+        &mut first,
+        "shared",
+        "past epoch 2",
+        Duration::from_secs(120),
+        |job| job["status"]["epoch"].as_u64().unwrap_or(0) >= 2,
+    );
+    assert!(second.log().contains("standing by"), "{}", second.log());
+    assert!(!second.log().contains("shared"), "the standby ran nothing");
+
+    first.kill();
+    let done = wait_for(
+        &apiserver,
+        &mut second,
+        "shared",
+        "Succeeded under the new leader",
+        Duration::from_secs(180),
+        |job| phase(job) == "Succeeded",
+    );
+    assert_every_epoch_once(&done["status"], 30);
+    let new_holder = holder().unwrap_or_default();
+    assert!(
+        new_holder.ends_with(&format!("-{}", second.child.id())),
+        "{new_holder}"
     );
 }

@@ -3,6 +3,7 @@
 //! job's status (finished epochs, spend, history) and in the store's checkpoints.
 
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod report;
 pub mod run;

@@ -4,9 +4,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use std::time::Duration;
+
 use anyhow::Context as _;
 use clap::Parser;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use siren_operator::controller::http::{Probes, serve};
+use siren_operator::controller::leader::{LeaseConfig, acquire, keep};
 use siren_operator::controller::metrics::Metrics;
 use siren_operator::controller::run::RunOptions;
 use siren_operator::controller::{Context, run_controller};
@@ -28,6 +33,15 @@ struct Args {
     /// development against a bare API server).
     #[arg(long)]
     dev_process_functions: bool,
+    /// Run jobs only while holding the Lease `siren-operator` (so that replicas are safe).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Seconds a leader that stopped renewing keeps the lease.
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
 }
 
 #[tokio::main]
@@ -46,6 +60,12 @@ async fn main() -> anyhow::Result<()> {
         ready: Arc::clone(&ready),
     };
     let server = serve(args.probe_address, probes);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &args.lease_namespace);
+    let lease = LeaseConfig {
+        name: "siren-operator".to_string(),
+        identity: identity(),
+        duration: Duration::from_secs(args.lease_seconds.max(1)),
+    };
     let context = Arc::new(Context::new(
         client,
         metrics,
@@ -53,9 +73,35 @@ async fn main() -> anyhow::Result<()> {
             dev_process_functions: args.dev_process_functions,
         },
     ));
+    let lead_and_run = async {
+        if !args.leader_election {
+            run_controller(context, args.namespace, ready).await;
+            return Ok(());
+        }
+        acquire(&leases, &lease)
+            .await
+            .context("cannot take part in leader election")?;
+        tokio::select! {
+            lost = keep(&leases, &lease) => {
+                // Jobs stop with this process; the next leader resumes them from their checkpoints.
+                anyhow::bail!("stopped leading: {lost}")
+            }
+            () = run_controller(context, args.namespace, ready) => Ok(()),
+        }
+    };
     tokio::select! {
         served = server => served.with_context(|| format!("serving probes on {}", args.probe_address))?,
-        () = run_controller(context, args.namespace, ready) => {}
+        done = lead_and_run => done?,
     }
     Ok(())
+}
+
+/// The pod's name in a cluster; host name and process id elsewhere.
+fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "siren-operator".to_string());
+        format!("{host}-{}", std::process::id())
+    })
 }
