@@ -56,6 +56,15 @@ pub struct TrainingJobSpec {
     /// Pauses the job after its current epoch; clearing it resumes from the last checkpoint.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// Seconds the job may run, counted from `status.startTime`; past it the job ends `Failed`
+    /// with reason `DeadlineExceeded` (as a Kubernetes Job does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<u64>,
+    /// Seconds after the job finished (`status.completionTime`) when the operator deletes it, and
+    /// with it the job's store keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]

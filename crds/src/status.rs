@@ -56,6 +56,12 @@ pub struct TrainingJobStatus {
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// When the job first started running (reset when it resumes from a suspension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the job reached Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
 }
 
 /// One finished epoch.
@@ -132,6 +138,17 @@ impl TrainingJobStatus {
     pub fn enter_phase(&mut self, phase: JobPhase, reason: &str, message: &str) {
         use condition_type::*;
         self.phase = phase;
+        match phase {
+            JobPhase::Initializing | JobPhase::Running if self.start_time.is_none() => {
+                self.start_time = Some(Time(Timestamp::now()));
+            }
+            // A suspended job's deadline starts again when it resumes, as a Kubernetes Job's does.
+            JobPhase::Suspended => self.start_time = None,
+            _ if phase.is_finished() && self.completion_time.is_none() => {
+                self.completion_time = Some(Time(Timestamp::now()));
+            }
+            _ => {}
+        }
         let running = matches!(phase, JobPhase::Initializing | JobPhase::Running);
         self.set_condition(RUNNING, running, reason, message);
         if phase == JobPhase::Running {

@@ -78,6 +78,12 @@ impl TrainingJobSpec {
         self.validate_model(&mut errors);
         self.validate_dataset(&mut errors);
         self.validate_training(&mut errors);
+        if self.active_deadline_seconds == Some(0) {
+            errors.add(
+                "spec.activeDeadlineSeconds",
+                "must be at least 1, got 0".to_string(),
+            );
+        }
         if let Some(max_cost) = self.budget.max_cost_usd {
             errors.positive("spec.budget.maxCostUsd", max_cost);
         }

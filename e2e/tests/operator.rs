@@ -325,6 +325,57 @@ spec:
 }
 
 #[test]
+fn a_job_past_its_deadline_fails_and_a_finished_job_past_its_ttl_is_deleted() {
+    let apiserver = KubeApiServer::start();
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    install_crd(&apiserver);
+    let mut operator = Operator::start(&apiserver, dir.path(), 1);
+
+    let endless = job_manifest("endless", 1000, &redis) + "  activeDeadlineSeconds: 2\n";
+    let applied = apiserver.apply(&endless);
+    assert!(applied.status.success(), "{applied:?}");
+    let failed = wait_for(
+        &apiserver,
+        &mut operator,
+        "endless",
+        "Failed past its deadline",
+        Duration::from_secs(60),
+        |job| phase(job) == "Failed",
+    );
+    let status = &failed["status"];
+    let reason = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Failed")
+        .map(|c| c["reason"].clone());
+    assert_eq!(reason, Some(Value::from("DeadlineExceeded")), "{status}");
+    assert!(status["epoch"].as_u64().unwrap_or(0) < 1000);
+    // The stopped run writes nothing after the operator's verdict.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(phase(&job(&apiserver, "endless")), "Failed");
+
+    let short_lived = job_manifest("short-lived", 1, &redis) + "  ttlSecondsAfterFinished: 1\n";
+    let applied = apiserver.apply(&short_lived);
+    assert!(applied.status.success(), "{applied:?}");
+    let started = Instant::now();
+    while apiserver
+        .kubectl(&["get", "tj", "short-lived"])
+        .status
+        .success()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "short-lived was not deleted after its TTL:\n{}",
+            operator.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(redis_keys(&redis, "short-lived"), Vec::<String>::new());
+}
+
+#[test]
 fn of_two_replicas_one_leads_and_the_other_takes_over_its_jobs() {
     let apiserver = KubeApiServer::start();
     let redis = RedisServer::start(&[]);

@@ -14,13 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::Api;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizing, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use siren_crds::{JobPhase, StoreKind, StoreRef, TrainingJob};
+use siren_crds::{JobPhase, StoreKind, StoreRef, TrainingJob, TrainingJobStatus};
 use siren_worker::store::connect_store;
 use thiserror::Error;
 use tokio::sync::Mutex;
@@ -131,10 +133,21 @@ async fn apply(
         let mut runs = context.runs.lock().await;
         if let Some(run) = runs.get(&uid) {
             match run.ended() {
-                None => {
-                    run.update(job);
-                    return Ok(Action::requeue(RUNNING_RECHECK));
-                }
+                None => match deadline_left(job, &status) {
+                    Some(left) if left.is_zero() => {
+                        if let Some(run) = runs.remove(&uid) {
+                            run.abort().await;
+                        }
+                        drop(runs);
+                        return fail_past_deadline(job, status, &reporter).await;
+                    }
+                    left => {
+                        run.update(job);
+                        return Ok(Action::requeue(
+                            left.map_or(RUNNING_RECHECK, |left| left.min(RUNNING_RECHECK)),
+                        ));
+                    }
+                },
                 // The watch has not yet delivered the run's last status: acting on the older one
                 // would start the job again.
                 Some(phase) if phase != status.phase => {
@@ -147,7 +160,7 @@ async fn apply(
         }
     }
     if status.phase.is_finished() {
-        return Ok(Action::await_change());
+        return expire(job, &status, api).await;
     }
     if let Err(errors) = job.spec.validate() {
         // The schema cannot express every rule (and a 1.20 API server enforces no CEL rules).
@@ -191,6 +204,11 @@ async fn apply(
         status.observed_generation = job.metadata.generation;
         status.enter_phase(JobPhase::Pending, reason, &note);
     }
+    if status.start_time.is_none() {
+        status.start_time = Some(Time(Timestamp::now()));
+    }
+    let recheck =
+        deadline_left(job, &status).map_or(RUNNING_RECHECK, |left| left.min(RUNNING_RECHECK));
     let run = JobRun::start(
         job,
         status,
@@ -201,7 +219,60 @@ async fn apply(
     context.runs.lock().await.insert(uid, run);
     tracing::info!(job = %job.name_any(), reason, %note);
     reporter.event(EventType::Normal, reason, "Run", note).await;
-    Ok(Action::requeue(RUNNING_RECHECK))
+    Ok(Action::requeue(recheck))
+}
+
+/// Time left before `spec.activeDeadlineSeconds`, counted from `status.startTime`.
+fn deadline_left(job: &TrainingJob, status: &TrainingJobStatus) -> Option<Duration> {
+    let deadline = job.spec.active_deadline_seconds?;
+    let started = status.start_time.as_ref()?;
+    let elapsed_ms = Timestamp::now().as_millisecond() - started.0.as_millisecond();
+    let left_ms = i64::try_from(deadline.saturating_mul(1000))
+        .unwrap_or(i64::MAX)
+        .saturating_sub(elapsed_ms);
+    Some(Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)))
+}
+
+async fn fail_past_deadline(
+    job: &TrainingJob,
+    mut status: TrainingJobStatus,
+    reporter: &JobReporter,
+) -> Result<Action, ControllerError> {
+    let message = format!(
+        "ran past spec.activeDeadlineSeconds ({} s) and was stopped after {} finished epoch(s)",
+        job.spec.active_deadline_seconds.unwrap_or(0),
+        status.epoch
+    );
+    status.observed_generation = job.metadata.generation;
+    status.enter_phase(JobPhase::Failed, "DeadlineExceeded", &message);
+    reporter.status(&status).await?;
+    reporter
+        .event(EventType::Warning, "DeadlineExceeded", "Fail", message)
+        .await;
+    Ok(Action::await_change())
+}
+
+/// Deletes a finished job `spec.ttlSecondsAfterFinished` after its completion; the finalizer then
+/// removes its store keys.
+async fn expire(
+    job: &TrainingJob,
+    status: &TrainingJobStatus,
+    api: &Api<TrainingJob>,
+) -> Result<Action, ControllerError> {
+    let (Some(ttl), Some(completed)) =
+        (job.spec.ttl_seconds_after_finished, &status.completion_time)
+    else {
+        return Ok(Action::await_change());
+    };
+    let since_ms = Timestamp::now().as_millisecond() - completed.0.as_millisecond();
+    let left_ms = i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX) - since_ms;
+    if left_ms > 0 {
+        return Ok(Action::requeue(Duration::from_millis(left_ms as u64)));
+    }
+    tracing::info!(job = %job.name_any(), ttl, "deleting the finished job (ttlSecondsAfterFinished)");
+    api.delete(&job.name_any(), &DeleteParams::background())
+        .await?;
+    Ok(Action::await_change())
 }
 
 /// The job is being deleted: its run stops (and its functions with it), and its store keys go.

@@ -109,31 +109,37 @@ async fn run(
         name: job.name_any(),
     };
     let (progress, progress_rx) = mpsc::unbounded_channel();
-    let publisher = tokio::spawn(publish(
+    let driving = async {
+        let mut observer = Publisher { progress };
+        let mut last_status = status.clone();
+        let backend = backend_override(&job, &options);
+        match driver_with_backend(&job, backend).await {
+            Ok(driver) => {
+                let mut driver = driver.resuming(status).controlled_by(control);
+                if let Err(error) = driver.run(&mut observer).await {
+                    tracing::warn!(job = %labels.name, %error, "the job failed");
+                }
+                last_status = driver.status().clone();
+            }
+            Err(error) => {
+                tracing::warn!(job = %labels.name, %error, "cannot start the job");
+                last_status.enter_phase(JobPhase::Failed, error.reason(), &error.to_string());
+            }
+        }
+        // Closes the channel: the publisher writes what is queued and ends.
+        drop(observer);
+        last_status
+    };
+    // In this task rather than a spawned one: aborting the run (deadline, deletion) stops its
+    // status writes with it, so none can land after the operator's own.
+    let publishing = publish(
         progress_rx,
         reporter.clone(),
         Arc::clone(&generation),
         Arc::clone(&metrics),
         labels.clone(),
-    ));
-    let mut observer = Publisher { progress };
-    let mut last_status = status.clone();
-    let backend = backend_override(&job, &options);
-    match driver_with_backend(&job, backend).await {
-        Ok(driver) => {
-            let mut driver = driver.resuming(status).controlled_by(control);
-            if let Err(error) = driver.run(&mut observer).await {
-                tracing::warn!(job = %labels.name, %error, "the job failed");
-            }
-            last_status = driver.status().clone();
-        }
-        Err(error) => {
-            tracing::warn!(job = %labels.name, %error, "cannot start the job");
-            last_status.enter_phase(JobPhase::Failed, error.reason(), &error.to_string());
-        }
-    }
-    drop(observer);
-    let _ = publisher.await;
+    );
+    let (mut last_status, ()) = tokio::join!(driving, publishing);
 
     last_status.observed_generation = Some(generation.load(Ordering::Relaxed));
     write_status(&reporter, &last_status).await;
