@@ -30,33 +30,50 @@ impl LeaseConfig {
 pub async fn acquire(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), kube::Error> {
     let mut waiting_logged = false;
     loop {
-        if try_hold(api, config).await? {
-            tracing::info!(lease = %config.name, identity = %config.identity, "leading");
-            return Ok(());
-        }
-        if !waiting_logged {
-            tracing::info!(lease = %config.name, "another replica leads; standing by");
-            waiting_logged = true;
+        match bounded(try_hold(api, config), config).await {
+            Ok(true) => {
+                tracing::info!(lease = %config.name, identity = %config.identity, "leading");
+                return Ok(());
+            }
+            Ok(false) if !waiting_logged => {
+                tracing::info!(lease = %config.name, "another replica leads; standing by");
+                waiting_logged = true;
+            }
+            Ok(false) => {}
+            // A standby rides out an API outage instead of exiting.
+            Err(error) => tracing::warn!(%error, "cannot read the lease; retrying"),
         }
         tokio::time::sleep(config.renew_every()).await;
     }
 }
 
+/// An API call that hangs must not outlive the lease it is meant to renew.
+async fn bounded(
+    call: impl std::future::Future<Output = Result<bool, kube::Error>>,
+    config: &LeaseConfig,
+) -> Result<bool, String> {
+    match tokio::time::timeout(config.renew_every(), call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {:?}", config.renew_every())),
+    }
+}
+
 /// Renews the lease; returns once it is lost (taken over, or not renewed within its duration).
 pub async fn keep(api: &Api<Lease>, config: &LeaseConfig) -> String {
+    // Counted from before the renewing call was sent, so this replica steps down before a
+    // standby (which counts from the renewTime written) can take over; two thirds of the duration
+    // leave a margin for clock skew between the two.
     let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(config.renew_every()).await;
-        match try_hold(api, config).await {
-            Ok(true) => renewed = tokio::time::Instant::now(),
+        let sent = tokio::time::Instant::now();
+        match bounded(try_hold(api, config), config).await {
+            Ok(true) => renewed = sent,
             Ok(false) => return "another replica holds the lease".to_string(),
             Err(error) => {
                 tracing::warn!(%error, "cannot renew the lease");
-                if renewed.elapsed() >= config.duration {
-                    return format!(
-                        "the lease was not renewed for {:?}: {error}",
-                        config.duration
-                    );
+                if renewed.elapsed() >= config.duration * 2 / 3 {
+                    return format!("the lease was not renewed in time: {error}");
                 }
             }
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizing, finalizer};
@@ -148,9 +148,30 @@ async fn apply(
                         ));
                     }
                 },
-                // The watch has not yet delivered the run's last status: acting on the older one
-                // would start the job again.
+                Some(_) if run.crashed() => {
+                    runs.remove(&uid);
+                    drop(runs);
+                    let message = "the job's run stopped unexpectedly (see the operator's log)";
+                    status.observed_generation = job.metadata.generation;
+                    status.enter_phase(JobPhase::Failed, "RunCrashed", message);
+                    reporter.status(&status).await?;
+                    reporter
+                        .event(
+                            EventType::Warning,
+                            "RunCrashed",
+                            "Fail",
+                            message.to_string(),
+                        )
+                        .await;
+                    return Ok(Action::await_change());
+                }
+                // The watch has not yet delivered the run's last status (or writing it failed):
+                // acting on the older one would start the job again. Writing it again is
+                // harmless and ends the wait if the first write was lost.
                 Some(phase) if phase != status.phase => {
+                    if let Some(last) = run.final_status() {
+                        reporter.status(&last).await?;
+                    }
                     return Ok(Action::requeue(Duration::from_secs(1)));
                 }
                 Some(_) => {
@@ -206,6 +227,10 @@ async fn apply(
     }
     if status.start_time.is_none() {
         status.start_time = Some(Time(Timestamp::now()));
+    }
+    if deadline_left(job, &status).is_some_and(|left| left.is_zero()) {
+        // E.g. an operator that was down past the deadline: the job is not started again.
+        return fail_past_deadline(job, status, &reporter).await;
     }
     let recheck =
         deadline_left(job, &status).map_or(RUNNING_RECHECK, |left| left.min(RUNNING_RECHECK));
@@ -270,8 +295,19 @@ async fn expire(
         return Ok(Action::requeue(Duration::from_millis(left_ms as u64)));
     }
     tracing::info!(job = %job.name_any(), ttl, "deleting the finished job (ttlSecondsAfterFinished)");
-    api.delete(&job.name_any(), &DeleteParams::background())
-        .await?;
+    // Only this job: a stale cache must not delete a new job created under the same name.
+    let only_this_job = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: job.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&job.name_any(), &only_this_job).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(response)) if response.code == 404 || response.code == 409 => {}
+        Err(error) => return Err(error.into()),
+    }
     Ok(Action::await_change())
 }
 

@@ -29,7 +29,8 @@ pub struct RunOptions {
 pub struct JobRun {
     control: watch::Sender<RunControl>,
     generation: Arc<AtomicI64>,
-    ended: Arc<Mutex<Option<JobPhase>>>,
+    /// The status the run ended with, once written (or attempted).
+    ended: Arc<Mutex<Option<TrainingJobStatus>>>,
     task: JoinHandle<()>,
 }
 
@@ -81,9 +82,23 @@ impl JobRun {
         });
     }
 
-    /// The phase the run ended in, once its last status has been written.
+    /// The phase the run ended in, once its last status has been written. A run whose task
+    /// ended without one (it panicked) counts as Failed, so the job is not left Running.
     pub fn ended(&self) -> Option<JobPhase> {
-        self.ended.lock().ok().and_then(|phase| *phase)
+        let recorded = self.final_status().map(|status| status.phase);
+        match recorded {
+            None if self.task.is_finished() => Some(JobPhase::Failed),
+            recorded => recorded,
+        }
+    }
+
+    /// Whether the run ended without recording how (its task panicked).
+    pub fn crashed(&self) -> bool {
+        self.task.is_finished() && self.final_status().is_none()
+    }
+
+    pub fn final_status(&self) -> Option<TrainingJobStatus> {
+        self.ended.lock().ok().and_then(|status| status.clone())
     }
 
     /// Stops the run at once; its functions stop with it.
@@ -99,7 +114,7 @@ async fn run(
     status: TrainingJobStatus,
     control: watch::Receiver<RunControl>,
     generation: Arc<AtomicI64>,
-    ended: Arc<Mutex<Option<JobPhase>>>,
+    ended: Arc<Mutex<Option<TrainingJobStatus>>>,
     reporter: JobReporter,
     options: RunOptions,
     metrics: Arc<Metrics>,
@@ -162,8 +177,8 @@ async fn run(
         .event(type_, &reason, phase_action(last_status.phase), message)
         .await;
     metrics.functions.get_or_create(&labels).set(0);
-    if let Ok(mut phase) = ended.lock() {
-        *phase = Some(last_status.phase);
+    if let Ok(mut ended) = ended.lock() {
+        *ended = Some(last_status);
     }
 }
 

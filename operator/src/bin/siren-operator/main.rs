@@ -76,15 +76,17 @@ async fn main() -> anyhow::Result<()> {
     let lead_and_run = async {
         if !args.leader_election {
             run_controller(context, args.namespace, ready).await;
-            return Ok(());
+            return Ok::<(), anyhow::Error>(());
         }
         acquire(&leases, &lease)
             .await
             .context("cannot take part in leader election")?;
         tokio::select! {
             lost = keep(&leases, &lease) => {
-                // Jobs stop with this process; the next leader resumes them from their checkpoints.
-                anyhow::bail!("stopped leading: {lost}")
+                // Jobs stop with this process, at once: epochs computing on blocking threads must
+                // not outlive the leadership. The next leader resumes them from their checkpoints.
+                tracing::error!(%lost, "stopped leading; exiting");
+                std::process::exit(1);
             }
             () = run_controller(context, args.namespace, ready) => Ok(()),
         }
