@@ -152,18 +152,14 @@ async fn apply(
                     runs.remove(&uid);
                     drop(runs);
                     let message = "the job's run stopped unexpectedly (see the operator's log)";
-                    status.observed_generation = job.metadata.generation;
-                    status.enter_phase(JobPhase::Failed, "RunCrashed", message);
-                    reporter.status(&status).await?;
-                    reporter
-                        .event(
-                            EventType::Warning,
-                            "RunCrashed",
-                            "Fail",
-                            message.to_string(),
-                        )
-                        .await;
-                    return Ok(Action::await_change());
+                    return settle(
+                        job,
+                        status,
+                        &reporter,
+                        (JobPhase::Failed, "RunCrashed", "Fail"),
+                        message,
+                    )
+                    .await;
                 }
                 // The watch has not yet delivered the run's last status (or writing it failed):
                 // acting on the older one would start the job again. Writing it again is
@@ -185,27 +181,30 @@ async fn apply(
     }
     if let Err(errors) = job.spec.validate() {
         // The schema cannot express every rule (and a 1.20 API server enforces no CEL rules).
-        status.observed_generation = job.metadata.generation;
         let message = errors.to_string();
-        status.enter_phase(JobPhase::Failed, "InvalidSpec", &message);
-        reporter.status(&status).await?;
-        reporter
-            .event(EventType::Warning, "InvalidSpec", "Validate", message)
-            .await;
-        return Ok(Action::await_change());
+        return settle(
+            job,
+            status,
+            &reporter,
+            (JobPhase::Failed, "InvalidSpec", "Validate"),
+            &message,
+        )
+        .await;
     }
     if job.spec.suspend {
         if status.phase != JobPhase::Suspended {
-            status.observed_generation = job.metadata.generation;
             let message = format!(
                 "suspended after {} epoch(s); clear spec.suspend to resume",
                 status.epoch
             );
-            status.enter_phase(JobPhase::Suspended, "Suspended", &message);
-            reporter.status(&status).await?;
-            reporter
-                .event(EventType::Normal, "Suspended", "Suspend", message)
-                .await;
+            return settle(
+                job,
+                status,
+                &reporter,
+                (JobPhase::Suspended, "Suspended", "Suspend"),
+                &message,
+            )
+            .await;
         }
         return Ok(Action::await_change());
     }
@@ -228,12 +227,12 @@ async fn apply(
     if status.start_time.is_none() {
         status.start_time = Some(Time(Timestamp::now()));
     }
-    if deadline_left(job, &status).is_some_and(|left| left.is_zero()) {
+    let deadline = deadline_left(job, &status);
+    if deadline.is_some_and(|left| left.is_zero()) {
         // E.g. an operator that was down past the deadline: the job is not started again.
         return fail_past_deadline(job, status, &reporter).await;
     }
-    let recheck =
-        deadline_left(job, &status).map_or(RUNNING_RECHECK, |left| left.min(RUNNING_RECHECK));
+    let recheck = deadline.map_or(RUNNING_RECHECK, |left| left.min(RUNNING_RECHECK));
     let run = JobRun::start(
         job,
         status,
@@ -247,20 +246,49 @@ async fn apply(
     Ok(Action::requeue(recheck))
 }
 
-/// Time left before `spec.activeDeadlineSeconds`, counted from `status.startTime`.
-fn deadline_left(job: &TrainingJob, status: &TrainingJobStatus) -> Option<Duration> {
-    let deadline = job.spec.active_deadline_seconds?;
-    let started = status.start_time.as_ref()?;
-    let elapsed_ms = Timestamp::now().as_millisecond() - started.0.as_millisecond();
-    let left_ms = i64::try_from(deadline.saturating_mul(1000))
+/// Moves the job to a phase the operator decides (not its run), writes the status and records
+/// the decision as an event.
+async fn settle(
+    job: &TrainingJob,
+    mut status: TrainingJobStatus,
+    reporter: &JobReporter,
+    (phase, reason, action): (JobPhase, &str, &str),
+    message: &str,
+) -> Result<Action, ControllerError> {
+    status.observed_generation = job.metadata.generation;
+    status.enter_phase(phase, reason, message);
+    reporter.status(&status).await?;
+    let type_ = if phase == JobPhase::Failed {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    reporter
+        .event(type_, reason, action, message.to_string())
+        .await;
+    Ok(Action::await_change())
+}
+
+/// What is left of `seconds` counted from `since` (zero once they have passed).
+fn left_of(seconds: u64, since: &Time) -> Duration {
+    let elapsed_ms = Timestamp::now().as_millisecond() - since.0.as_millisecond();
+    let left_ms = i64::try_from(seconds.saturating_mul(1000))
         .unwrap_or(i64::MAX)
         .saturating_sub(elapsed_ms);
-    Some(Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)))
+    Duration::from_millis(u64::try_from(left_ms).unwrap_or(0))
+}
+
+/// Time left before `spec.activeDeadlineSeconds`, counted from `status.startTime`.
+fn deadline_left(job: &TrainingJob, status: &TrainingJobStatus) -> Option<Duration> {
+    Some(left_of(
+        job.spec.active_deadline_seconds?,
+        status.start_time.as_ref()?,
+    ))
 }
 
 async fn fail_past_deadline(
     job: &TrainingJob,
-    mut status: TrainingJobStatus,
+    status: TrainingJobStatus,
     reporter: &JobReporter,
 ) -> Result<Action, ControllerError> {
     let message = format!(
@@ -268,13 +296,14 @@ async fn fail_past_deadline(
         job.spec.active_deadline_seconds.unwrap_or(0),
         status.epoch
     );
-    status.observed_generation = job.metadata.generation;
-    status.enter_phase(JobPhase::Failed, "DeadlineExceeded", &message);
-    reporter.status(&status).await?;
-    reporter
-        .event(EventType::Warning, "DeadlineExceeded", "Fail", message)
-        .await;
-    Ok(Action::await_change())
+    settle(
+        job,
+        status,
+        reporter,
+        (JobPhase::Failed, "DeadlineExceeded", "Fail"),
+        &message,
+    )
+    .await
 }
 
 /// Deletes a finished job `spec.ttlSecondsAfterFinished` after its completion; the finalizer then
@@ -289,10 +318,9 @@ async fn expire(
     else {
         return Ok(Action::await_change());
     };
-    let since_ms = Timestamp::now().as_millisecond() - completed.0.as_millisecond();
-    let left_ms = i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX) - since_ms;
-    if left_ms > 0 {
-        return Ok(Action::requeue(Duration::from_millis(left_ms as u64)));
+    let left = left_of(ttl, completed);
+    if !left.is_zero() {
+        return Ok(Action::requeue(left));
     }
     tracing::info!(job = %job.name_any(), ttl, "deleting the finished job (ttlSecondsAfterFinished)");
     // Only this job: a stale cache must not delete a new job created under the same name.
