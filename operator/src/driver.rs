@@ -25,11 +25,14 @@ use siren_scheduler::{
 use siren_worker::TaskError;
 use siren_worker::data::{DataError, DataSplits, cached_splits};
 use siren_worker::model::{Architecture, Evaluator, ModelError};
-use siren_worker::store::{ParameterStore, StoreError, upload_dataset};
+use siren_worker::store::{CHECKPOINTS_KEPT, ParameterStore, StoreError, upload_dataset};
 use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::backend::{Assignment, BackendError, FunctionBackend, Invocation};
+
+/// How long a checkpoint waits for the job's status to be recorded.
+const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Attempts per task before its epoch (and the job) fails.
 pub const MAX_TASK_ATTEMPTS: u32 = 3;
@@ -148,6 +151,8 @@ pub struct JobDriver {
     /// Where a learning scheduler's updated state is saved after the job.
     scheduler_state: Option<PathBuf>,
     control: Option<watch::Receiver<RunControl>>,
+    /// The last epoch whose status is durably recorded elsewhere (the operator's status write).
+    recorded: Option<watch::Receiver<u32>>,
 }
 
 impl JobDriver {
@@ -169,6 +174,7 @@ impl JobDriver {
             status: TrainingJobStatus::default(),
             scheduler_state: None,
             control: None,
+            recorded: None,
         }
     }
 
@@ -177,6 +183,13 @@ impl JobDriver {
     /// cost and history carry on, and no finished epoch runs again.
     pub fn resuming(mut self, status: TrainingJobStatus) -> Self {
         self.status = status;
+        self
+    }
+
+    /// Checkpoints wait for `recorded` to keep up: the store keeps only the last few, and the one
+    /// of the last recorded epoch is what a restarted run resumes from.
+    pub fn waiting_for_records(mut self, recorded: watch::Receiver<u32>) -> Self {
+        self.recorded = Some(recorded);
         self
     }
 
@@ -373,6 +386,7 @@ impl JobDriver {
                 spent_before,
                 evaluation,
             );
+            self.wait_for_records(epoch + 1).await;
             self.store.checkpoint(epoch + 1).await?;
 
             previous_loss = self.status.loss;
@@ -440,6 +454,23 @@ impl JobDriver {
             architecture,
             params,
         })
+    }
+
+    /// Before checkpoint `next` pushes older ones out, the oldest checkpoint it keeps must be
+    /// no newer than the last recorded epoch. Bounded, so a status that cannot be written slows
+    /// training down without stopping it.
+    async fn wait_for_records(&mut self, next: u32) {
+        let Some(recorded) = &mut self.recorded else {
+            return;
+        };
+        let oldest_kept = next.saturating_sub(CHECKPOINTS_KEPT as u32 - 1);
+        let caught_up = recorded.wait_for(|epoch| *epoch >= oldest_kept);
+        if tokio::time::timeout(RECORD_WAIT, caught_up).await.is_err() {
+            tracing::warn!(
+                epoch = next,
+                "the job's status has not been recorded for {RECORD_WAIT:?}; checkpointing anyway"
+            );
+        }
     }
 
     /// Takes the latest control into the spec; whether the job is to suspend now.

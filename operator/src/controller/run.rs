@@ -124,13 +124,17 @@ async fn run(
         name: job.name_any(),
     };
     let (progress, progress_rx) = mpsc::unbounded_channel();
+    let (recorded, recorded_rx) = watch::channel(status.epoch);
     let driving = async {
         let mut observer = Publisher { progress };
         let mut last_status = status.clone();
         let backend = backend_override(&job, &options);
         match driver_with_backend(&job, backend).await {
             Ok(driver) => {
-                let mut driver = driver.resuming(status).controlled_by(control);
+                let mut driver = driver
+                    .resuming(status)
+                    .controlled_by(control)
+                    .waiting_for_records(recorded_rx);
                 if let Err(error) = driver.run(&mut observer).await {
                     tracing::warn!(job = %labels.name, %error, "the job failed");
                 }
@@ -149,6 +153,7 @@ async fn run(
     // status writes with it, so none can land after the operator's own.
     let publishing = publish(
         progress_rx,
+        recorded,
         reporter.clone(),
         Arc::clone(&generation),
         Arc::clone(&metrics),
@@ -237,6 +242,7 @@ impl DriverObserver for Publisher {
 /// Patches the newest status (older ones queued behind it are skipped) and records decisions.
 async fn publish(
     mut progress: mpsc::UnboundedReceiver<Progress>,
+    recorded: watch::Sender<u32>,
     reporter: JobReporter,
     generation: Arc<AtomicI64>,
     metrics: Arc<Metrics>,
@@ -282,19 +288,21 @@ async fn publish(
         }
         if let Some(mut status) = newest {
             status.observed_generation = Some(generation.load(Ordering::Relaxed));
-            write_status(&reporter, &status).await;
+            if write_status(&reporter, &status).await {
+                recorded.send_replace(status.epoch);
+            }
         }
     }
 }
 
 /// A status write is retried for a while: the API server may be briefly unavailable. A job that
-/// was deleted meanwhile has no status to write.
-async fn write_status(reporter: &JobReporter, status: &TrainingJobStatus) {
+/// was deleted meanwhile has no status to write. Whether the status was written.
+async fn write_status(reporter: &JobReporter, status: &TrainingJobStatus) -> bool {
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=8 {
         match reporter.status(status).await {
-            Ok(()) => return,
-            Err(kube::Error::Api(response)) if response.code == 404 => return,
+            Ok(()) => return true,
+            Err(kube::Error::Api(response)) if response.code == 404 => return false,
             Err(error) => {
                 tracing::warn!(attempt, %error, "cannot write the job's status");
                 tokio::time::sleep(delay).await;
@@ -302,4 +310,5 @@ async fn write_status(reporter: &JobReporter, status: &TrainingJobStatus) {
             }
         }
     }
+    false
 }

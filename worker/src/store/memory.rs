@@ -9,8 +9,7 @@ use super::{
     CheckpointInfo, ParameterStore, PushReceipt, Snapshot, StoreError, StoreStats, Update,
 };
 
-/// Checkpoints kept per job; older ones are dropped as new epochs finish.
-const CHECKPOINTS_KEPT: usize = 3;
+use crate::store::CHECKPOINTS_KEPT;
 
 #[derive(Default)]
 struct Model {

@@ -106,6 +106,9 @@ pub struct StoreStats {
     pub staleness_max: u64,
 }
 
+/// Checkpoints every store keeps per job; older ones are dropped as new epochs finish.
+pub const CHECKPOINTS_KEPT: usize = 3;
+
 #[async_trait]
 pub trait ParameterStore: Send + Sync {
     /// Creates (or replaces) the job's model at version 0 and resets its counters.

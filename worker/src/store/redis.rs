@@ -25,7 +25,7 @@ use super::{
 
 /// Values per chunk by default: 1 MiB of parameters.
 pub const DEFAULT_CHUNK_VALUES: usize = 256 * 1024;
-const CHECKPOINTS_KEPT: usize = 3;
+use crate::store::CHECKPOINTS_KEPT;
 /// Staged chunks of a push that never committed (its client died) disappear after this.
 const STAGE_TTL_MS: u64 = 120_000;
 const CONFLICT_RETRIES: usize = 1_000;

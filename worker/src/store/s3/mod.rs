@@ -43,7 +43,7 @@ const SNAPSHOT_EVERY: u64 = 4;
 /// Deltas up to this size travel inside their log entry (one request to read); larger ones get an
 /// object of their own, so that a lost claim re-sends a few bytes instead of the delta.
 const INLINE_DELTA_BYTES: usize = 256 * 1024;
-const CHECKPOINTS_KEPT: usize = 3;
+use crate::store::CHECKPOINTS_KEPT;
 const CLAIM_ATTEMPTS: usize = 100_000;
 /// Log entries fetched at once while folding.
 const WINDOW: u64 = 8;
