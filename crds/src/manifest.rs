@@ -272,4 +272,57 @@ spec:
         assert_eq!(lambda.function_name, "siren");
         assert_eq!(lambda.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
     }
+
+    #[test]
+    fn the_knative_backend_needs_an_image_a_valid_name_and_a_remote_store() {
+        let message = error_of(&format!("{MINIMAL}  backend:\n    kind: knative\n"));
+        assert!(message.contains("spec.backend.knative.image"), "{message}");
+        assert!(message.contains("Knative functions are pods"), "{message}");
+        let text = format!(
+            "{MINIMAL}  backend:\n    kind: knative\n    knative:\n      image: siren-worker:1\n      serviceName: Bad_Name\n  store:\n    kind: redis\n    url: redis://redis:6379\n"
+        );
+        let message = error_of(&text);
+        assert!(
+            message.contains("spec.backend.knative.serviceName") && message.contains("Bad_Name"),
+            "{message}"
+        );
+        let job = parse_manifest(&text.replace("Bad_Name", "trainer"), "job.yaml")
+            .expect("valid knative job");
+        let knative = job.spec.backend.knative.expect("knative settings");
+        assert_eq!(knative.service_name.as_deref(), Some("trainer"));
+    }
+
+    #[test]
+    fn the_openfaas_backend_needs_a_gateway_and_respects_the_replica_cap() {
+        let message = error_of(&format!("{MINIMAL}  backend:\n    kind: openfaas\n"));
+        assert!(
+            message.contains("spec.backend.openfaas.gateway"),
+            "{message}"
+        );
+        let valid = format!(
+            "{MINIMAL}  backend:\n    kind: openfaas\n    openfaas:\n      gateway: http://gateway.openfaas:8080\n      image: siren-worker:1\n  store:\n    kind: redis\n    url: redis://redis:6379\n"
+        );
+        let job = parse_manifest(&valid, "job.yaml").expect("valid openfaas job");
+        let openfaas = job.spec.backend.openfaas.expect("openfaas settings");
+        assert_eq!(
+            openfaas.max_replicas, 5,
+            "Community Edition's cap by default"
+        );
+        let too_many = valid.replace("  backend:", "  scheduler:\n    functions: 8\n  backend:");
+        let message = error_of(&too_many);
+        assert!(
+            message.contains("spec.scheduler.functions") && message.contains("at most 5 replicas"),
+            "{message}"
+        );
+        let pro = too_many.replace(
+            "image: siren-worker:1",
+            "image: siren-worker:1\n      maxReplicas: 8",
+        );
+        parse_manifest(&pro, "job.yaml").expect("OpenFaaS Pro runs 8 replicas");
+        let message = error_of(&valid.replace("http://gateway.openfaas:8080", "gateway:8080"));
+        assert!(
+            message.contains("must be an http:// or https:// URL"),
+            "{message}"
+        );
+    }
 }

@@ -389,6 +389,61 @@ pub enum BackendKind {
     /// `siren-lambda`; the store must be s3 (or a redis the function can reach).
     #[serde(rename = "lambda")]
     Lambda,
+    /// Functions are the pods of a Knative Service (`backend.knative`) that the operator creates in
+    /// the job's namespace, one request per task; the store must be redis or s3.
+    #[serde(rename = "knative")]
+    Knative,
+    /// Functions are the replicas of an OpenFaaS function (`backend.openfaas`) deployed and scaled
+    /// through the gateway's REST API; the store must be redis or s3.
+    #[serde(rename = "openfaas")]
+    OpenFaas,
+}
+
+/// The Knative Service that runs the job's functions. The operator owns it: it creates it before
+/// the first epoch, patches it whenever the scheduler changes the pool, and deletes it with the job.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KnativeSpec {
+    /// The worker image (`siren-worker`, built from docker/worker.Dockerfile).
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// Name of the Knative Service, in the job's namespace. Default: `siren-` and the job's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// ServiceAccount of the function pods, e.g. one with an IAM role (IRSA) for an S3 store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+}
+
+/// The OpenFaaS function that runs the job's tasks, managed through the gateway's REST API.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenFaasSpec {
+    /// The gateway's URL, e.g. `http://gateway.openfaas:8080`.
+    #[schemars(length(min = 1, max = 512))]
+    pub gateway: String,
+    /// The worker image (`siren-worker`, built from docker/worker.Dockerfile).
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// Name of the function. Default: `siren-` and the job's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_name: Option<String>,
+    /// Namespace of the function; unset, the gateway's default (`openfaas-fn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A Secret in the job's namespace holding the gateway's basic-auth credentials under the keys
+    /// `basic-auth-user` and `basic-auth-password` (as OpenFaaS's own `basic-auth` Secret does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// Most replicas the installation runs of one function. OpenFaaS Community Edition stops at 5;
+    /// raise it for OpenFaaS Pro. The scheduler never asks for more functions than this.
+    #[serde(default = "default_openfaas_max_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: u32,
+}
+
+fn default_openfaas_max_replicas() -> u32 {
+    5
 }
 
 /// The AWS Lambda function that runs the job's tasks.
@@ -427,6 +482,22 @@ pub struct BackendSpec {
     /// Required by the lambda backend: which function to invoke.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda: Option<LambdaSpec>,
+    /// Required by the knative backend: the Service to run functions in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knative: Option<KnativeSpec>,
+    /// Required by the openfaas backend: the gateway and function to run tasks on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openfaas: Option<OpenFaasSpec>,
+}
+
+impl BackendSpec {
+    /// The most functions the backend can run at once, when the platform caps it.
+    pub fn max_functions(&self) -> Option<u32> {
+        match (self.kind, &self.openfaas) {
+            (BackendKind::OpenFaas, Some(openfaas)) => Some(openfaas.max_replicas),
+            _ => None,
+        }
+    }
 }
 
 fn default_task_timeout_seconds() -> u32 {
@@ -445,6 +516,8 @@ impl Default for BackendSpec {
             task_timeout_seconds: default_task_timeout_seconds(),
             straggler_factor: default_straggler_factor(),
             lambda: None,
+            knative: None,
+            openfaas: None,
         }
     }
 }

@@ -69,6 +69,25 @@ impl ValidationErrors {
     }
 }
 
+/// Knative names a Service's revisions after it with a `-00001` suffix, within a 63-character label.
+pub const MAX_KNATIVE_SERVICE_NAME: usize = 57;
+/// A function's name becomes a Deployment's and a Service's name: a 63-character DNS label.
+pub const MAX_FUNCTION_NAME: usize = 63;
+
+/// Whether `name` is a DNS-1035 label of at most `max` characters, as Kubernetes Services need.
+pub fn is_function_name(name: &str, max: usize) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= max
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .last()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
 pub const MAX_MLP_LAYERS: usize = 16;
 pub const MAX_LAYER_WIDTH: u32 = 65_536;
 
@@ -129,13 +148,22 @@ impl TrainingJobSpec {
                 ),
             );
         }
-        if backend.kind == BackendKind::Process && self.store.kind == StoreKind::Memory {
+        let remote = match backend.kind {
+            BackendKind::Process => Some("the process backend's functions are other processes"),
+            BackendKind::Knative => Some("Knative functions are pods"),
+            BackendKind::OpenFaas => Some("OpenFaaS functions are pods"),
+            BackendKind::Local | BackendKind::Lambda => None,
+        };
+        if let Some(why) = remote
+            && self.store.kind == StoreKind::Memory
+        {
             errors.add(
                 "spec.store.kind",
-                "the process backend's functions are other processes: they need a redis or s3 store"
-                    .to_string(),
+                format!("{why}: they need a redis or s3 store"),
             );
         }
+        self.validate_knative(errors);
+        self.validate_openfaas(errors);
         if backend.kind == BackendKind::Lambda {
             if backend.task_timeout_seconds > 900 {
                 errors.add(
@@ -164,6 +192,83 @@ impl TrainingJobSpec {
                 ),
                 Some(_) => {}
             }
+        }
+    }
+
+    fn validate_knative(&self, errors: &mut ValidationErrors) {
+        let Some(knative) = &self.backend.knative else {
+            if self.backend.kind == BackendKind::Knative {
+                errors.add(
+                    "spec.backend.knative.image",
+                    "the knative backend needs the worker image to run",
+                );
+            }
+            return;
+        };
+        if knative.image.trim().is_empty() {
+            errors.add("spec.backend.knative.image", "must name an image");
+        }
+        if let Some(name) = &knative.service_name
+            && !is_function_name(name, MAX_KNATIVE_SERVICE_NAME)
+        {
+            errors.add(
+                "spec.backend.knative.serviceName",
+                format!(
+                    "must be a DNS label (lowercase letters, digits and '-', starting with a letter) of at most {MAX_KNATIVE_SERVICE_NAME} characters, got `{name}`"
+                ),
+            );
+        }
+    }
+
+    fn validate_openfaas(&self, errors: &mut ValidationErrors) {
+        let Some(openfaas) = &self.backend.openfaas else {
+            if self.backend.kind == BackendKind::OpenFaas {
+                errors.add(
+                    "spec.backend.openfaas.gateway",
+                    "the openfaas backend needs the gateway's URL and the worker image",
+                );
+            }
+            return;
+        };
+        if !openfaas.gateway.starts_with("http://") && !openfaas.gateway.starts_with("https://") {
+            errors.add(
+                "spec.backend.openfaas.gateway",
+                format!(
+                    "must be an http:// or https:// URL, got `{}`",
+                    openfaas.gateway
+                ),
+            );
+        }
+        if openfaas.image.trim().is_empty() {
+            errors.add("spec.backend.openfaas.image", "must name an image");
+        }
+        if let Some(name) = &openfaas.function_name
+            && !is_function_name(name, MAX_FUNCTION_NAME)
+        {
+            errors.add(
+                "spec.backend.openfaas.functionName",
+                format!(
+                    "must be a DNS label (lowercase letters, digits and '-', starting with a letter) of at most {MAX_FUNCTION_NAME} characters, got `{name}`"
+                ),
+            );
+        }
+        errors.range_u32(
+            "spec.backend.openfaas.maxReplicas",
+            openfaas.max_replicas,
+            1,
+            1000,
+        );
+        if self.backend.kind == BackendKind::OpenFaas
+            && self.scheduler.policy == SchedulerPolicy::Static
+            && self.scheduler.functions > openfaas.max_replicas
+        {
+            errors.add(
+                "spec.scheduler.functions",
+                format!(
+                    "the OpenFaaS function runs at most {} replicas (spec.backend.openfaas.maxReplicas; Community Edition stops at 5), got {}",
+                    openfaas.max_replicas, self.scheduler.functions
+                ),
+            );
         }
     }
 

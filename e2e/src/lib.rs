@@ -1,17 +1,21 @@
 //! Harnesses for end-to-end tests: real servers on free loopback ports, stopped when dropped.
 
+mod fake_openfaas;
 mod kube_apiserver;
 mod lambda_emulator;
 mod redis_server;
 mod s3_server;
+mod worker_pool;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+pub use fake_openfaas::{FakeOpenFaas, Received};
 pub use kube_apiserver::{KubeApiServer, apiserver_binary, workspace_binary};
 pub use lambda_emulator::{FUNCTION as LAMBDA_FUNCTION, LambdaEmulator, lambda_binary};
 pub use redis_server::RedisServer;
 pub use s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
+pub use worker_pool::{PoolAddress, WorkerPool};
 
 /// Ports handed out lie below Linux's ephemeral range (32768 and up), where outgoing connections
 /// of parallel tests take their local ports and could occupy a port between its check and its use.

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use siren_crds::{BackendKind, SchedulerPolicy, StoreKind, StoreRef, TrainingJob, TrainingJobSpec};
 use siren_scheduler::{Action, DrlScheduler, Scheduler, StaticScheduler};
@@ -14,7 +13,7 @@ use crate::learned::{LearningScheduler, load_policy, measure_compute, profiles, 
 
 use crate::backend::{
     BackendError, FunctionBackend, LambdaBackend, LocalBackend, PoolLimits, ProcessBackend,
-    worker_binary,
+    cluster_backend, worker_binary,
 };
 use crate::driver::{DriverError, JobDriver};
 use crate::pricing::cost_model;
@@ -41,10 +40,7 @@ pub async fn driver_with_backend(
         StoreKind::Memory => Arc::new(MemoryStore::new()),
         _ => connect_store(&StoreRef::from_spec(&spec.store), &name).await?,
     };
-    let limits = PoolLimits {
-        task_timeout: Duration::from_secs(u64::from(spec.backend.task_timeout_seconds)),
-        straggler_factor: spec.backend.straggler_factor,
-    };
+    let limits = PoolLimits::of(&spec.backend);
     let backend: Box<dyn FunctionBackend> = match (backend, spec.backend.kind) {
         (Some(backend), _) => backend,
         (None, BackendKind::Local) => Box::new(LocalBackend::new(
@@ -57,6 +53,18 @@ pub async fn driver_with_backend(
                 BackendError::Scale("the lambda backend needs spec.backend.lambda".to_string())
             })?;
             Box::new(LambdaBackend::connect(lambda, limits).await)
+        }
+        (None, BackendKind::Knative | BackendKind::OpenFaas) => {
+            // Outside the operator (the CLI): the cluster of the current kubeconfig.
+            let client = kube::Client::try_default().await.map_err(|e| {
+                BackendError::Scale(format!(
+                    "the {:?} backend needs a Kubernetes cluster (in-cluster config or KUBECONFIG): {e}",
+                    spec.backend.kind
+                ))
+            })?;
+            cluster_backend(job, client, limits)
+                .await?
+                .ok_or_else(|| BackendError::Scale("no cluster backend for this job".to_string()))?
         }
     };
     let mut policy_out = None;

@@ -204,6 +204,9 @@ pub fn profiles(
     platform.pricing = pricing_of(&spec.backend.pricing);
     // The driver never runs more functions than there are shards.
     platform.max_functions = platform.max_functions.min(shards as u32).max(1);
+    if let Some(cap) = spec.backend.max_functions() {
+        platform.max_functions = platform.max_functions.min(cap).max(1);
+    }
     Ok((job, platform))
 }
 

@@ -65,6 +65,8 @@ pub fn router(server: Arc<FunctionServer>) -> Router {
     Router::new()
         .route("/", post(invoke))
         .route("/healthz", get(healthz))
+        // OpenFaaS's default probe path, for deployments that do not set their own.
+        .route("/_/health", get(healthz))
         .with_state(server)
 }
 

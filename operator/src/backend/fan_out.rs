@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use siren_crds::{Task, TaskResult};
+use siren_crds::{BackendSpec, Task, TaskResult};
 use siren_worker::TaskError;
 
 use super::{Assignment, Invocation};
@@ -23,6 +23,15 @@ pub struct PoolLimits {
     /// median task's duration later is dispatched again on an idle function; the first answer
     /// counts.
     pub straggler_factor: f64,
+}
+
+impl PoolLimits {
+    pub fn of(spec: &BackendSpec) -> Self {
+        Self {
+            task_timeout: Duration::from_secs(u64::from(spec.task_timeout_seconds)),
+            straggler_factor: spec.straggler_factor,
+        }
+    }
 }
 
 /// One invocation of a task on a function: its outcome and the seconds the platform bills for it.

@@ -2,9 +2,13 @@
 //! each epoch and hands it the epoch's tasks; the backend runs them concurrently and reports each
 //! one's result and billed time.
 
+mod cluster;
 mod fan_out;
+mod http;
+pub mod knative;
 mod lambda;
 mod local;
+pub mod openfaas;
 mod process;
 
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use siren_scheduler::Action;
 use siren_worker::TaskError;
 use thiserror::Error;
 
+pub use cluster::{cluster_backend, remove_functions};
 pub use fan_out::PoolLimits;
 pub use lambda::{AwsLambdaControl, LambdaBackend, LambdaControl, lambda_client};
 pub use local::LocalBackend;

@@ -11,12 +11,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use siren_crds::{Task, TaskResult};
 use siren_scheduler::Action;
-use siren_worker::TaskError;
-use siren_worker::function::FunctionError;
 
-use super::fan_out::fan_out;
+use super::http::fan_out_http;
 use super::{Assignment, BackendError, FunctionBackend, Invocation, PoolLimits};
 
 /// How long a fresh worker process may take to answer its health check.
@@ -213,44 +210,6 @@ impl ProcessBackend {
     }
 }
 
-/// What an HTTP invocation came to.
-async fn invoke(
-    client: reqwest::Client,
-    url: String,
-    task: Task,
-    timeout: Duration,
-) -> Result<TaskResult, TaskError> {
-    let response = client
-        .post(&url)
-        .timeout(timeout)
-        .json(&task)
-        .send()
-        .await
-        .map_err(|e| TaskError::Crashed(format!("invoking {url}: {e}")))?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| TaskError::Crashed(format!("reading the answer of {url}: {e}")))?;
-    if status.is_success() {
-        return serde_json::from_slice(&bytes).map_err(|e| {
-            TaskError::Crashed(format!(
-                "{url} answered something that is not a result: {e}"
-            ))
-        });
-    }
-    let error: FunctionError = serde_json::from_slice(&bytes).unwrap_or_else(|_| FunctionError {
-        error: String::from_utf8_lossy(&bytes).into_owned(),
-        retryable: status.is_server_error() || status.as_u16() == 429,
-    });
-    let message = format!("{url} answered {status}: {}", error.error);
-    Err(if error.retryable {
-        TaskError::Crashed(message)
-    } else {
-        TaskError::Invalid(message)
-    })
-}
-
 #[async_trait]
 impl FunctionBackend for ProcessBackend {
     fn name(&self) -> &'static str {
@@ -280,23 +239,7 @@ impl FunctionBackend for ProcessBackend {
             tracing::error!(%error, "cannot replace dead workers");
         }
         let urls: Vec<String> = self.functions.iter().map(|f| f.url.clone()).collect();
-        let (client, timeout) = (self.client.clone(), self.limits.task_timeout);
-        fan_out(
-            assignments,
-            urls.len(),
-            self.limits.straggler_factor,
-            progress,
-            |slot, task| {
-                let (client, url) = (client.clone(), urls[slot].clone());
-                Box::pin(async move {
-                    let started = Instant::now();
-                    let result = invoke(client, url, task, timeout).await;
-                    // A function in the cluster is paid for as long as it works on the task.
-                    (result, started.elapsed().as_secs_f64())
-                })
-            },
-        )
-        .await
+        fan_out_http(&self.client, urls, self.limits, assignments, progress).await
     }
 }
 

@@ -30,6 +30,7 @@ use tokio::sync::Mutex;
 use self::metrics::{JobLabels, Metrics};
 use self::report::{JobReporter, MANAGER};
 use self::run::{JobRun, RunOptions};
+use crate::backend::remove_functions;
 
 /// Holds a job until its functions and store keys are gone.
 pub const FINALIZER: &str = "siren.dev/cleanup";
@@ -239,6 +240,7 @@ async fn apply(
         reporter.clone(),
         &context.options,
         Arc::clone(&context.metrics),
+        context.client.clone(),
     );
     context.runs.lock().await.insert(uid, run);
     tracing::info!(job = %job.name_any(), reason, %note);
@@ -339,12 +341,19 @@ async fn expire(
     Ok(Action::await_change())
 }
 
-/// The job is being deleted: its run stops (and its functions with it), and its store keys go.
+/// The job is being deleted: its run stops, its functions (a Knative Service, an OpenFaaS
+/// function) and its store keys go.
 async fn clean_up(job: &TrainingJob, context: &Context) -> Result<Action, ControllerError> {
     let uid = job.uid().unwrap_or_default();
     let run = context.runs.lock().await.remove(&uid);
     if let Some(run) = run {
         run.abort().await;
+    }
+    // Development runs never created functions in the cluster.
+    if !context.options.dev_process_functions {
+        remove_functions(job, context.client.clone())
+            .await
+            .map_err(|e| ControllerError::Cleanup(e.to_string()))?;
     }
     if job.spec.store.kind != StoreKind::Memory {
         let store = connect_store(&StoreRef::from_spec(&job.spec.store), &job.name_any())

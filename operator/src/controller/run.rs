@@ -14,8 +14,10 @@ use tokio::task::JoinHandle;
 
 use super::metrics::{JobLabels, Metrics};
 use super::report::JobReporter;
-use crate::backend::{FunctionBackend, PoolLimits, ProcessBackend, worker_binary};
-use crate::driver::{DriverObserver, RunControl};
+use crate::backend::{
+    BackendError, FunctionBackend, PoolLimits, ProcessBackend, cluster_backend, worker_binary,
+};
+use crate::driver::{DriverError, DriverObserver, RunControl};
 use crate::job::driver_with_backend;
 
 /// How the operator runs jobs' functions.
@@ -48,6 +50,7 @@ impl JobRun {
         reporter: JobReporter,
         options: &RunOptions,
         metrics: Arc<Metrics>,
+        client: kube::Client,
     ) -> Self {
         let (control, control_rx) = watch::channel(RunControl::from_spec(&job.spec));
         let generation = Arc::new(AtomicI64::new(job.metadata.generation.unwrap_or(0)));
@@ -61,6 +64,7 @@ impl JobRun {
             reporter,
             options.clone(),
             metrics,
+            client,
         ));
         Self {
             control,
@@ -118,6 +122,7 @@ async fn run(
     reporter: JobReporter,
     options: RunOptions,
     metrics: Arc<Metrics>,
+    client: kube::Client,
 ) {
     let labels = JobLabels {
         namespace: job.namespace().unwrap_or_default(),
@@ -128,8 +133,11 @@ async fn run(
     let driving = async {
         let mut observer = Publisher { progress };
         let mut last_status = status.clone();
-        let backend = backend_override(&job, &options);
-        match driver_with_backend(&job, backend).await {
+        let driver = match operator_backend(&job, &options, client).await {
+            Ok(backend) => driver_with_backend(&job, backend).await,
+            Err(error) => Err(DriverError::from(error)),
+        };
+        match driver {
             Ok(driver) => {
                 let mut driver = driver
                     .resuming(status)
@@ -196,22 +204,22 @@ fn phase_action(phase: JobPhase) -> &'static str {
     }
 }
 
-fn backend_override(job: &TrainingJob, options: &RunOptions) -> Option<Box<dyn FunctionBackend>> {
-    if !options.dev_process_functions {
-        return None;
+/// The backend the operator builds itself: process functions in development, else the job's
+/// Knative Service or OpenFaaS function (through the operator's own client); `None` leaves the
+/// choice to the driver.
+async fn operator_backend(
+    job: &TrainingJob,
+    options: &RunOptions,
+    client: kube::Client,
+) -> Result<Option<Box<dyn FunctionBackend>>, BackendError> {
+    let limits = PoolLimits::of(&job.spec.backend);
+    if options.dev_process_functions {
+        return Ok(Some(Box::new(ProcessBackend::new(
+            worker_binary(),
+            limits,
+        )?)));
     }
-    let limits = PoolLimits {
-        task_timeout: Duration::from_secs(u64::from(job.spec.backend.task_timeout_seconds)),
-        straggler_factor: job.spec.backend.straggler_factor,
-    };
-    match ProcessBackend::new(worker_binary(), limits) {
-        Ok(backend) => Some(Box::new(backend)),
-        Err(error) => {
-            // The driver then builds the spec's own backend, which reports its own problem.
-            tracing::warn!(%error, "cannot start process functions");
-            None
-        }
-    }
+    cluster_backend(job, client, limits).await
 }
 
 struct Publisher {

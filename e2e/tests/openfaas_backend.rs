@@ -1,0 +1,168 @@
+//! The `openfaas` backend against a fake gateway on loopback that records every request and runs
+//! real `siren-worker` processes as the function's replicas, with a real redis-server as the store.
+
+mod common;
+
+use common::{job, on};
+use serde_json::json;
+use siren_crds::{BackendKind, JobPhase, OpenFaasSpec, TrainingJob};
+use siren_e2e::{FakeOpenFaas, RedisServer};
+use siren_operator::backend::PoolLimits;
+use siren_operator::backend::openfaas::{
+    BasicAuth, Gateway, OpenFaasBackend, OpenFaasTarget, deployment,
+};
+use siren_operator::driver::DriverError;
+use siren_operator::{JobOutcome, Silent, driver_with_backend};
+use siren_scheduler::Action;
+
+const USER: &str = "admin";
+const PASSWORD: &str = "s3cr3t";
+
+fn openfaas_job(name: &str, gateway: &FakeOpenFaas, redis: &RedisServer) -> TrainingJob {
+    let mut job = on(job(name, 2, 2, 2000, "[16]"), BackendKind::OpenFaas, redis);
+    job.spec.backend.openfaas = Some(OpenFaasSpec {
+        gateway: gateway.url.clone(),
+        image: "registry.example.com/siren-worker:0.1.0".to_string(),
+        function_name: None,
+        namespace: None,
+        credentials_secret: None,
+        max_replicas: 5,
+    });
+    job
+}
+
+fn target(job: &TrainingJob, password: &str) -> OpenFaasTarget {
+    let spec = job.spec.backend.openfaas.as_ref().expect("openfaas spec");
+    let credentials = BasicAuth {
+        user: USER.to_string(),
+        password: password.to_string(),
+    };
+    OpenFaasTarget::new(
+        spec,
+        &job.metadata.name.clone().unwrap_or_default(),
+        Some(credentials),
+    )
+    .expect("target")
+}
+
+fn run_on_gateway(job: &TrainingJob, password: &str) -> Result<JobOutcome, DriverError> {
+    let backend = OpenFaasBackend::new(target(job, password), PoolLimits::of(&job.spec.backend))
+        .expect("backend");
+    runtime().block_on(async {
+        driver_with_backend(job, Some(Box::new(backend)))
+            .await?
+            .run(&mut Silent)
+            .await
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn a_job_trains_through_the_gateway_with_exactly_the_requests_of_its_api() {
+    let redis = RedisServer::start(&[]);
+    let gateway = FakeOpenFaas::start(USER, PASSWORD);
+    let job = openfaas_job("faas", &gateway, &redis);
+    let outcome = run_on_gateway(&job, PASSWORD).expect("the job runs");
+    assert_eq!(outcome.status.phase, JobPhase::Succeeded);
+    assert_eq!(outcome.status.history.len(), 2);
+    assert!(outcome.status.history.iter().all(|r| r.functions == 2));
+    assert!(outcome.status.accuracy.expect("evaluated") > 0.5);
+
+    let received = gateway.received();
+    let system: Vec<_> = received
+        .iter()
+        .filter(|r| r.path.starts_with("/system/"))
+        .collect();
+    assert!(
+        system
+            .iter()
+            .all(|r| r.credentials.as_deref() == Some("admin:s3cr3t")),
+        "every management call carries the gateway's credentials"
+    );
+    // The first epoch deploys (the function did not exist), scales and waits for replicas; the
+    // second, with the same memory, only scales and waits.
+    let calls: Vec<(String, String)> = system
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    let call = |method: &str, path: &str| (method.to_string(), path.to_string());
+    assert_eq!(calls[0], call("GET", "/system/function/siren-faas"));
+    assert_eq!(calls[1], call("POST", "/system/functions"));
+    assert_eq!(calls[2], call("POST", "/system/scale-function/siren-faas"));
+    let deploys = calls.iter().filter(|c| c.1 == "/system/functions").count();
+    assert_eq!(deploys, 1, "memory never changed: {calls:?}");
+    let scales: Vec<_> = system
+        .iter()
+        .filter(|r| r.path == "/system/scale-function/siren-faas")
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(
+        scales,
+        vec![json!({"serviceName": "siren-faas", "replicas": 2}); 2]
+    );
+    let expected = deployment(
+        &target(&job, PASSWORD),
+        Action {
+            functions: 2,
+            memory_mb: 1769,
+        },
+    );
+    assert_eq!(system[1].body, expected);
+
+    let invocations: Vec<_> = received
+        .iter()
+        .filter(|r| r.path == "/function/siren-faas")
+        .collect();
+    assert!(
+        invocations.len() >= 4,
+        "two functions for two epochs: {} invocations",
+        invocations.len()
+    );
+    assert!(
+        invocations
+            .iter()
+            .all(|r| r.method == "POST" && r.credentials.is_none() && r.body["taskId"].is_string())
+    );
+    assert_eq!(gateway.replicas(), 2, "two real worker processes ran them");
+
+    // Deleting the job removes the function.
+    runtime()
+        .block_on(
+            Gateway::new(target(&job, PASSWORD))
+                .expect("gateway")
+                .delete(),
+        )
+        .expect("deleted");
+    let last = gateway.received().last().cloned().expect("a request");
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str()),
+        ("DELETE", "/system/functions")
+    );
+    assert_eq!(last.body, json!({"functionName": "siren-faas"}));
+    assert_eq!(gateway.replicas(), 0);
+}
+
+#[test]
+fn wrong_credentials_fail_the_job_with_a_reason_a_person_can_act_on() {
+    let redis = RedisServer::start(&[]);
+    let gateway = FakeOpenFaas::start(USER, PASSWORD);
+    let job = openfaas_job("refused", &gateway, &redis);
+    let error = match run_on_gateway(&job, "wrong") {
+        Ok(outcome) => panic!("ran with wrong credentials: {:?}", outcome.status.phase),
+        Err(error) => error,
+    };
+    assert_eq!(error.reason(), "BackendFailed");
+    let message = error.to_string();
+    assert!(
+        message.contains("401") && message.contains("credentialsSecret"),
+        "{message}"
+    );
+    assert_eq!(gateway.replicas(), 0, "nothing was deployed");
+}
