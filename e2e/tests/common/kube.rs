@@ -1,0 +1,139 @@
+//! The operator's end-to-end tests share these: the real `siren-operator` binary against a real
+//! kube-apiserver, and reading jobs back with kubectl.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use siren_e2e::{KubeApiServer, RedisServer, free_port, workspace_binary};
+
+pub struct Operator {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(apiserver: &KubeApiServer, dir: &std::path::Path, generation: u32) -> Self {
+        Self::start_with(apiserver, dir, generation, &["--dev-process-functions"])
+    }
+
+    pub fn start_with(
+        apiserver: &KubeApiServer,
+        dir: &std::path::Path,
+        generation: u32,
+        extra: &[&str],
+    ) -> Self {
+        let log = dir.join(format!("operator-{generation}.log"));
+        let child = Command::new(workspace_binary("siren-operator"))
+            .env("KUBECONFIG", apiserver.kubeconfig())
+            .env("SIREN_LOG", "info,kube=warn")
+            .args(extra)
+            .arg("--probe-address")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("operator log"))
+            .spawn()
+            .expect("siren-operator runs");
+        Self { child, log }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn job(apiserver: &KubeApiServer, name: &str) -> Value {
+    let text = apiserver.kubectl_ok(&["get", "trainingjob", name, "-o", "json"]);
+    serde_json::from_str(&text).expect("kubectl prints JSON")
+}
+
+pub fn wait_for(
+    apiserver: &KubeApiServer,
+    operator: &mut Operator,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let current = job(apiserver, name);
+        if done(&current) {
+            return current;
+        }
+        if let Ok(Some(exit)) = operator.child.try_wait() {
+            panic!("the operator exited ({exit}):\n{}", operator.log());
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{name} not {what} within {limit:?}; status {}\noperator log:\n{}",
+            current["status"],
+            operator.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Epochs 1..=n each recorded once, and a spend that is exactly the sum of the epochs' costs.
+pub fn assert_every_epoch_once(status: &Value, epochs: u64) {
+    let history = status["history"].as_array().cloned().unwrap_or_default();
+    let recorded: Vec<u64> = history.iter().filter_map(|r| r["epoch"].as_u64()).collect();
+    assert_eq!(
+        recorded,
+        (1..=epochs).collect::<Vec<u64>>(),
+        "no epoch lost or repeated"
+    );
+    let summed: f64 = history.iter().filter_map(|r| r["costUsd"].as_f64()).sum();
+    let charged = status["costUsd"].as_f64().unwrap_or(0.0);
+    assert!(
+        (summed - charged).abs() < 1e-9,
+        "cost charged once per epoch: history sums to {summed}, status says {charged}"
+    );
+}
+
+pub fn phase(job: &Value) -> &str {
+    job["status"]["phase"].as_str().unwrap_or("")
+}
+
+pub fn event_reasons(apiserver: &KubeApiServer, name: &str) -> Vec<String> {
+    let text = apiserver.kubectl_ok(&["get", "events", "-o", "json"]);
+    let events: Value = serde_json::from_str(&text).expect("events JSON");
+    events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["name"] == name)
+        .filter_map(|e| e["reason"].as_str().map(str::to_string))
+        .collect()
+}
+
+pub fn redis_keys(redis: &RedisServer, job: &str) -> Vec<String> {
+    let mut connection = redis.raw();
+    redis::cmd("KEYS")
+        .arg(format!("siren:{job}:*"))
+        .query(&mut connection)
+        .expect("KEYS")
+}
+
+pub fn install_crd(apiserver: &KubeApiServer) {
+    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/trainingjob.yaml");
+    apiserver.kubectl_ok(&["apply", "-f", crd]);
+    apiserver.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/trainingjobs.siren.dev",
+    ]);
+}

@@ -1,0 +1,304 @@
+//! The operator's Knative and OpenFaaS backends against a real kube-apiserver, with the real
+//! `siren-operator` binary (no `--dev-process-functions`), a real redis-server and real worker
+//! processes. Neither platform runs here, so the test plays its part:
+//! - Knative: the Service CRD is a stand-in (e2e/kube/knative-service-crd.yaml) and this test acts
+//!   as Knative's controller, starting as many worker processes as `min-scale` asks behind one
+//!   loopback address and writing the Service's status as Knative would.
+//! - OpenFaaS: a fake gateway on loopback records every request and runs worker processes as the
+//!   function's replicas; the credentials come from a real Secret in the API server.
+//!
+//! This proves the operator's side of both platforms (what it writes, reads and asks for, and that
+//! training runs through it); it cannot prove that a real Knative or faas-netes accepts them.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::kube::*;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde_json::{Value, json};
+use siren_e2e::{FakeOpenFaas, KubeApiServer, PoolAddress, RedisServer, WorkerPool};
+
+const IMAGE: &str = "registry.example.com/siren-worker:0.1.0";
+
+fn manifest(name: &str, backend: &str, redis: &RedisServer) -> String {
+    format!(
+        "apiVersion: siren.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: {name}
+spec:
+  model: {{kind: mlp, hidden: [16]}}
+  dataset:
+    synthetic: {{samples: 2000, testSamples: 500, features: 20, classes: 4, noise: 0.8, seed: 3}}
+    shardSize: 250
+  training: {{batchSize: 32, learningRate: 0.02, maxEpochs: 2, seed: 7}}
+  scheduler: {{functions: 2, memoryMb: 1769}}
+  backend: {backend}
+  store: {{kind: redis, url: \"{url}\"}}
+",
+        url = redis.url()
+    )
+}
+
+async fn client_of(apiserver: &KubeApiServer) -> kube::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(apiserver.kubeconfig()).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("client config");
+    kube::Client::try_from(config).expect("client")
+}
+
+fn knative_services(client: kube::Client) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "serving.knative.dev",
+        "v1",
+        "Service",
+    ));
+    Api::namespaced_with(client, "default", &resource)
+}
+
+/// Knative's part: every new generation of a Service gets a new revision of `min-scale` fresh
+/// worker processes, and a status that says it is ready at the pool's address.
+async fn play_knative(
+    services: Api<DynamicObject>,
+    pool: WorkerPool,
+    url: String,
+    stop: Arc<AtomicBool>,
+) {
+    let mut revisions = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let listed = services.list(&Default::default()).await;
+        for service in listed.map(|l| l.items).unwrap_or_default() {
+            let generation = service.metadata.generation;
+            if service.data["status"]["observedGeneration"].as_i64() == generation {
+                continue;
+            }
+            let scale: usize = service.data["spec"]["template"]["metadata"]["annotations"]
+                ["autoscaling.knative.dev/min-scale"]
+                .as_str()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let resized = pool.clone();
+            tokio::task::spawn_blocking(move || resized.resize(scale))
+                .await
+                .expect("resize runs")
+                .expect("workers start");
+            revisions += 1;
+            let name = service.metadata.name.clone().unwrap_or_default();
+            let revision = format!("{name}-{revisions:05}");
+            let status = json!({ "status": {
+                "observedGeneration": generation,
+                "conditions": [{ "type": "Ready", "status": "True" }],
+                "latestCreatedRevisionName": revision,
+                "latestReadyRevisionName": revision,
+                "address": { "url": url },
+                "url": url,
+            }});
+            services
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+                .expect("status written");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn install_knative_crd(apiserver: &KubeApiServer) {
+    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/kube/knative-service-crd.yaml");
+    apiserver.kubectl_ok(&["apply", "-f", crd]);
+    apiserver.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/services.serving.knative.dev",
+    ]);
+}
+
+#[test]
+fn a_knative_job_trains_on_the_service_the_operator_applies_and_deletes() {
+    let apiserver = KubeApiServer::start();
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    install_crd(&apiserver);
+    install_knative_crd(&apiserver);
+    let data_plane = PoolAddress::start();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = runtime.block_on(client_of(&apiserver));
+    let stop = Arc::new(AtomicBool::new(false));
+    let knative = runtime.spawn(play_knative(
+        knative_services(client.clone()),
+        data_plane.pool.clone(),
+        data_plane.url.clone(),
+        Arc::clone(&stop),
+    ));
+    let mut operator = Operator::start_with(&apiserver, dir.path(), 1, &[]);
+    let backend = format!("{{kind: knative, knative: {{image: \"{IMAGE}\"}}}}");
+    let applied = apiserver.apply(&manifest("kn", &backend, &redis));
+    assert!(applied.status.success(), "{applied:?}");
+
+    let done = wait_for(
+        &apiserver,
+        &mut operator,
+        "kn",
+        "Succeeded",
+        Duration::from_secs(120),
+        |job| phase(job) == "Succeeded",
+    );
+    let history = done["status"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|r| r["functions"] == 2));
+    assert_eq!(
+        data_plane.pool.size(),
+        2,
+        "two worker processes served the Service"
+    );
+
+    let service = runtime
+        .block_on(knative_services(client.clone()).get("siren-kn"))
+        .expect("the Service exists");
+    let service = serde_json::to_value(&service).expect("JSON");
+    let template = &service["spec"]["template"];
+    for key in ["min-scale", "max-scale", "initial-scale"] {
+        assert_eq!(
+            template["metadata"]["annotations"][format!("autoscaling.knative.dev/{key}")],
+            "2"
+        );
+    }
+    assert_eq!(
+        service["metadata"]["labels"]["networking.knative.dev/visibility"],
+        "cluster-local"
+    );
+    assert_eq!(template["spec"]["containerConcurrency"], 1);
+    let container = &template["spec"]["containers"][0];
+    assert_eq!(container["image"], IMAGE);
+    assert_eq!(
+        container["resources"]["limits"],
+        json!({"cpu": "1000m", "memory": "1769Mi"})
+    );
+    let owner = &service["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "TrainingJob");
+    assert_eq!(owner["uid"], done["metadata"]["uid"]);
+    assert_eq!(owner["controller"], true);
+    let managers: Vec<&str> = service["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["manager"].as_str())
+        .collect();
+    assert!(managers.contains(&"siren-operator"), "{managers:?}");
+
+    apiserver.kubectl_ok(&["delete", "trainingjob", "kn", "--timeout=60s"]);
+    let gone = apiserver.kubectl(&["get", "ksvc", "siren-kn"]);
+    assert!(
+        !gone.status.success(),
+        "the finalizer deleted the Service (no garbage collector runs here)"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = runtime.block_on(knative);
+}
+
+#[test]
+fn an_openfaas_job_uses_the_gateway_with_credentials_from_its_secret() {
+    let apiserver = KubeApiServer::start();
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    install_crd(&apiserver);
+    let gateway = FakeOpenFaas::start("admin", "s3cr3t");
+    apiserver.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "openfaas-credentials",
+        "--from-literal=basic-auth-user=admin",
+        "--from-literal=basic-auth-password=s3cr3t",
+    ]);
+    let mut operator = Operator::start_with(&apiserver, dir.path(), 1, &[]);
+    let backend = |secret: &str| {
+        format!(
+            "{{kind: openfaas, openfaas: {{gateway: \"{}\", image: \"{IMAGE}\", credentialsSecret: {secret}}}}}",
+            gateway.url
+        )
+    };
+    let applied = apiserver.apply(&manifest("faas", &backend("openfaas-credentials"), &redis));
+    assert!(applied.status.success(), "{applied:?}");
+    let missing = apiserver.apply(&manifest("nosecret", &backend("absent"), &redis));
+    assert!(missing.status.success(), "{missing:?}");
+
+    let done = wait_for(
+        &apiserver,
+        &mut operator,
+        "faas",
+        "Succeeded",
+        Duration::from_secs(120),
+        |job| phase(job) == "Succeeded",
+    );
+    assert_eq!(done["status"]["epoch"], 2);
+    let failed = wait_for(
+        &apiserver,
+        &mut operator,
+        "nosecret",
+        "Failed",
+        Duration::from_secs(60),
+        |job| phase(job) == "Failed",
+    );
+    let conditions = failed["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let reason: Vec<&Value> = conditions
+        .iter()
+        .filter(|c| c["type"] == "Failed")
+        .collect();
+    let message = reason[0]["message"].as_str().unwrap_or_default();
+    assert_eq!(reason[0]["reason"], "BackendFailed");
+    assert!(message.contains("default/absent"), "{message}");
+    // Its function cannot be removed without credentials; that must not block its deletion.
+    apiserver.kubectl_ok(&["delete", "trainingjob", "nosecret", "--timeout=60s"]);
+
+    let system: Vec<_> = gateway
+        .received()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/system/"))
+        .collect();
+    assert!(
+        system
+            .iter()
+            .all(|r| r.credentials.as_deref() == Some("admin:s3cr3t")),
+        "the Secret's credentials on every management call"
+    );
+    assert!(
+        system
+            .iter()
+            .any(|r| r.method == "POST" && r.path == "/system/functions"),
+        "deployed"
+    );
+    assert_eq!(gateway.replicas(), 2);
+
+    apiserver.kubectl_ok(&["delete", "trainingjob", "faas", "--timeout=60s"]);
+    let last = gateway.received().last().cloned().expect("a request");
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str()),
+        ("DELETE", "/system/functions")
+    );
+    assert_eq!(gateway.replicas(), 0, "the function went with the job");
+    let started = Instant::now();
+    while apiserver
+        .kubectl(&["get", "trainingjob", "faas"])
+        .status
+        .success()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "job not deleted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
