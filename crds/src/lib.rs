@@ -1,6 +1,7 @@
 //! The Siren API: what a user writes (`TrainingJob` spec), what the driver reports (status), and the
 //! versioned JSON contract between the driver and its functions (tasks and results).
 
+pub mod fingerprint;
 pub mod manifest;
 pub mod spec;
 pub mod status;

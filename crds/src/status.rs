@@ -1,6 +1,8 @@
 //! What the driver reports about a job: phase, progress, spend, a bounded per-epoch history and
 //! standard conditions (so that `kubectl wait --for=condition=Succeeded` and Argo CD work).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use schemars::JsonSchema;
@@ -62,6 +64,11 @@ pub struct TrainingJobStatus {
     /// When the job reached Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Fingerprints of the spec's sections as the job started (`model`, `dataset`, `training`,
+    /// `scheduler`, `backend`, `store`): a started job whose sections no longer match ends
+    /// `Failed` with reason `SpecChanged`, since its checkpoints belong to the old ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spec_fingerprint: BTreeMap<String, String>,
 }
 
 /// One finished epoch.

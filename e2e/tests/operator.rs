@@ -194,6 +194,60 @@ spec:
     );
 }
 
+/// A 1.20 API server enforces no CEL rules, so the operator itself refuses edits to what a
+/// started job computes, while budget and epoch limit may change.
+#[test]
+fn editing_what_a_running_job_computes_fails_it_and_names_the_fields() {
+    let apiserver = KubeApiServer::start();
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    install_crd(&apiserver);
+    let mut operator = Operator::start(&apiserver, dir.path(), 1);
+    let manifest = job_manifest("edited", 1000, &redis);
+    assert!(apiserver.apply(&manifest).status.success());
+    let running = wait_for(
+        &apiserver,
+        &mut operator,
+        "edited",
+        "past its first epoch",
+        Duration::from_secs(60),
+        |job| job["status"]["epoch"].as_u64().unwrap_or(0) >= 1,
+    );
+    assert_eq!(
+        running["status"]["specFingerprint"]
+            .as_object()
+            .map(|f| f.len()),
+        Some(6)
+    );
+    let steered = manifest.replace("maxEpochs: 1000", "maxEpochs: 999");
+    assert!(apiserver.apply(&steered).status.success());
+    let edited = steered.replace("hidden: [32]", "hidden: [64]");
+    assert!(apiserver.apply(&edited).status.success());
+    let failed = wait_for(
+        &apiserver,
+        &mut operator,
+        "edited",
+        "Failed",
+        Duration::from_secs(60),
+        |job| phase(job) == "Failed",
+    );
+    let conditions = failed["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let condition = conditions
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .expect("a Failed condition");
+    assert_eq!(condition["reason"], "SpecChanged");
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("spec.model changed after the job started"),
+        "only the model changed: {message}"
+    );
+    assert!(event_reasons(&apiserver, "edited").contains(&"SpecChanged".to_string()));
+}
+
 #[test]
 fn a_job_past_its_deadline_fails_and_a_finished_job_past_its_ttl_is_deleted() {
     let apiserver = KubeApiServer::start();

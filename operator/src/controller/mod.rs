@@ -22,6 +22,7 @@ use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizing, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use siren_crds::fingerprint::MUTABLE_FIELDS;
 use siren_crds::{JobPhase, StoreKind, StoreRef, TrainingJob, TrainingJobStatus};
 use siren_worker::store::connect_store;
 use thiserror::Error;
@@ -130,6 +131,25 @@ async fn apply(
     let uid = job.uid().unwrap_or_default();
     let reporter = JobReporter::new(api.clone(), context.recorder.clone(), job);
     let mut status = job.status.clone().unwrap_or_default();
+    let changed = job.spec.changed_since(&status.spec_fingerprint);
+    if !changed.is_empty() && !status.phase.is_finished() {
+        let run = context.runs.lock().await.remove(&uid);
+        if let Some(run) = run {
+            status = newest(status, run.abort().await);
+        }
+        let message = format!(
+            "{} changed after the job started, and its checkpoints belong to the old values; only {MUTABLE_FIELDS} may change mid-run. Restore them, or create a new job",
+            changed.join(", ")
+        );
+        return settle(
+            job,
+            status,
+            &reporter,
+            (JobPhase::Failed, "SpecChanged", "Validate"),
+            &message,
+        )
+        .await;
+    }
     {
         let mut runs = context.runs.lock().await;
         if let Some(run) = runs.get(&uid) {
@@ -137,7 +157,7 @@ async fn apply(
                 None => match deadline_left(job, &status) {
                     Some(left) if left.is_zero() => {
                         if let Some(run) = runs.remove(&uid) {
-                            run.abort().await;
+                            status = newest(status, run.abort().await);
                         }
                         drop(runs);
                         return fail_past_deadline(job, status, &reporter).await;
@@ -228,6 +248,9 @@ async fn apply(
     if status.start_time.is_none() {
         status.start_time = Some(Time(Timestamp::now()));
     }
+    if status.spec_fingerprint.is_empty() {
+        status.spec_fingerprint = job.spec.fingerprint();
+    }
     let deadline = deadline_left(job, &status);
     if deadline.is_some_and(|left| left.is_zero()) {
         // E.g. an operator that was down past the deadline: the job is not started again.
@@ -246,6 +269,14 @@ async fn apply(
     tracing::info!(job = %job.name_any(), reason, %note);
     reporter.event(EventType::Normal, reason, "Run", note).await;
     Ok(Action::requeue(recheck))
+}
+
+/// The run's own newest status when it is at least as far as the watch cache's copy.
+fn newest(cached: TrainingJobStatus, written: Option<TrainingJobStatus>) -> TrainingJobStatus {
+    match written {
+        Some(written) if written.epoch >= cached.epoch => written,
+        _ => cached,
+    }
 }
 
 /// Moves the job to a phase the operator decides (not its run), writes the status and records

@@ -33,6 +33,8 @@ pub struct JobRun {
     generation: Arc<AtomicI64>,
     /// The status the run ended with, once written (or attempted).
     ended: Arc<Mutex<Option<TrainingJobStatus>>>,
+    /// The newest status the run wrote: fresher than a watch cache's copy.
+    written: Arc<Mutex<Option<TrainingJobStatus>>>,
     task: JoinHandle<()>,
 }
 
@@ -55,12 +57,13 @@ impl JobRun {
         let (control, control_rx) = watch::channel(RunControl::from_spec(&job.spec));
         let generation = Arc::new(AtomicI64::new(job.metadata.generation.unwrap_or(0)));
         let ended = Arc::new(Mutex::new(None));
+        let written = Arc::new(Mutex::new(None));
         let task = tokio::spawn(run(
             job.clone(),
             status,
             control_rx,
             Arc::clone(&generation),
-            Arc::clone(&ended),
+            (Arc::clone(&ended), Arc::clone(&written)),
             reporter,
             options.clone(),
             metrics,
@@ -70,6 +73,7 @@ impl JobRun {
             control,
             generation,
             ended,
+            written,
             task,
         }
     }
@@ -105,10 +109,12 @@ impl JobRun {
         self.ended.lock().ok().and_then(|status| status.clone())
     }
 
-    /// Stops the run at once; its functions stop with it.
-    pub async fn abort(self) {
+    /// Stops the run at once (its functions stop with it) and returns the newest status it wrote,
+    /// so that a verdict on the job starts from every epoch it recorded.
+    pub async fn abort(self) -> Option<TrainingJobStatus> {
         self.task.abort();
         let _ = self.task.await;
+        self.written.lock().ok().and_then(|status| status.clone())
     }
 }
 
@@ -118,7 +124,10 @@ async fn run(
     status: TrainingJobStatus,
     control: watch::Receiver<RunControl>,
     generation: Arc<AtomicI64>,
-    ended: Arc<Mutex<Option<TrainingJobStatus>>>,
+    (ended, written): (
+        Arc<Mutex<Option<TrainingJobStatus>>>,
+        Arc<Mutex<Option<TrainingJobStatus>>>,
+    ),
     reporter: JobReporter,
     options: RunOptions,
     metrics: Arc<Metrics>,
@@ -166,6 +175,7 @@ async fn run(
         Arc::clone(&generation),
         Arc::clone(&metrics),
         labels.clone(),
+        written,
     );
     let (mut last_status, ()) = tokio::join!(driving, publishing);
 
@@ -255,6 +265,7 @@ async fn publish(
     generation: Arc<AtomicI64>,
     metrics: Arc<Metrics>,
     labels: JobLabels,
+    written: Arc<Mutex<Option<TrainingJobStatus>>>,
 ) {
     while let Some(first) = progress.recv().await {
         let mut batch = vec![first];
@@ -298,6 +309,9 @@ async fn publish(
             status.observed_generation = Some(generation.load(Ordering::Relaxed));
             if write_status(&reporter, &status).await {
                 recorded.send_replace(status.epoch);
+                if let Ok(mut written) = written.lock() {
+                    *written = Some(status);
+                }
             }
         }
     }
