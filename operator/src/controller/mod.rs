@@ -402,3 +402,6 @@ async fn clean_up(job: &TrainingJob, context: &Context) -> Result<Action, Contro
     tracing::info!(job = %job.name_any(), "cleaned up");
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests;
