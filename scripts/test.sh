@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Siren's test suite: formatting, lints, the CRD's freshness, unit and integration tests, and the
-# acceptance runs of the shipped samples on full Fashion-MNIST.
+# Siren's test suite: formatting, lints, the CRD's freshness, unit and integration tests, the Helm
+# chart and plain manifests, and the acceptance runs of the shipped samples on full Fashion-MNIST.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -18,6 +18,10 @@ export SIREN_KUBE_APISERVER
 cargo fmt --all -- --check
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo test --release --locked --workspace
+# The Helm chart and config/operator's manifests (about 25 s): static checks (CRD copies, values
+# schema, helm lint, docs/api-reference.md), then installs into a real kube-apiserver, where the
+# siren-operator the tests above built must run a job with nothing but the chart's permissions.
+bash scripts/check-packaging.sh --require-operator
 cargo test --release --locked -p siren-operator --test fashion_mnist -- --ignored --test-threads 1
 cargo test --release --locked -p siren-operator --test calibrate -- --ignored --test-threads 1
 cargo test --release --locked -p siren-scheduler --test acceptance -- --ignored

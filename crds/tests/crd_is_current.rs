@@ -14,6 +14,25 @@ fn checked_in_crd_matches_the_types() {
     );
 }
 
+/// The Helm chart and the plain manifests install copies of the CRD; a stale copy would install an
+/// older schema than the operator's.
+#[test]
+fn the_chart_and_manifest_copies_match_the_crd() {
+    let crd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/trainingjob.yaml"))
+        .expect("crds/trainingjob.yaml exists");
+    for copy in [
+        "/../charts/siren/crds/trainingjob.yaml",
+        "/../config/crd/trainingjob.yaml",
+    ] {
+        let path = format!("{}{copy}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            text == crd,
+            "{path} differs from crds/trainingjob.yaml: run `scripts/check-packaging.sh --update`"
+        );
+    }
+}
+
 #[test]
 fn crd_has_the_contracted_names_and_subresources() {
     let crd = siren_crds::TrainingJob::crd();
