@@ -352,4 +352,20 @@ fn of_two_replicas_one_leads_and_the_other_takes_over_its_jobs() {
         new_holder.ends_with(&format!("-{}", second.child.id())),
         "{new_holder}"
     );
+
+    // A graceful stop hands the lease over at once rather than after its 3 seconds.
+    let stopped = Instant::now();
+    signal_term(second.child.id());
+    let exit = second.child.wait().expect("the operator exits");
+    assert!(exit.success(), "{exit}\n{}", second.log());
+    assert_eq!(holder(), None, "{}", second.log());
+    assert!(stopped.elapsed() < Duration::from_secs(3));
+}
+
+fn signal_term(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
 }

@@ -80,6 +80,28 @@ pub async fn keep(api: &Api<Lease>, config: &LeaseConfig) -> String {
     }
 }
 
+/// Gives the lease up, if this replica holds it, so that a standby takes over at once instead of
+/// waiting out the lease (a graceful shutdown).
+pub async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<bool, String> {
+    let give_up = async {
+        let Some(mut lease) = api.get_opt(&config.name).await? else {
+            return Ok(false);
+        };
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+            return Ok(false);
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        lease.spec = Some(spec);
+        conflict_is_false(
+            api.replace(&config.name, &PostParams::default(), &lease)
+                .await,
+        )
+    };
+    bounded(give_up, config).await
+}
+
 /// Takes or renews the lease if it is free, expired or ours. Writes carry the resource version
 /// read, so of two replicas racing for an expired lease exactly one wins.
 async fn try_hold(api: &Api<Lease>, config: &LeaseConfig) -> Result<bool, kube::Error> {

@@ -74,6 +74,17 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Stops every run of this process (their functions with them), e.g. before giving up the
+    /// leadership: the next leader resumes them from their checkpoints.
+    pub async fn stop_runs(&self) {
+        let runs: Vec<JobRun> = self.runs.lock().await.drain().map(|(_, run)| run).collect();
+        for run in runs {
+            run.abort().await;
+        }
+    }
+}
+
 /// Watches TrainingJobs (in `namespace`, or everywhere) until a termination signal.
 pub async fn run_controller(
     context: Arc<Context>,

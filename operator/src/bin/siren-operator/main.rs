@@ -11,7 +11,7 @@ use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use siren_operator::controller::http::{Probes, serve};
-use siren_operator::controller::leader::{LeaseConfig, acquire, keep};
+use siren_operator::controller::leader::{LeaseConfig, acquire, keep, release};
 use siren_operator::controller::metrics::Metrics;
 use siren_operator::controller::run::RunOptions;
 use siren_operator::controller::{Context, run_controller};
@@ -88,7 +88,16 @@ async fn main() -> anyhow::Result<()> {
                 tracing::error!(%lost, "stopped leading; exiting");
                 std::process::exit(1);
             }
-            () = run_controller(context, args.namespace, ready) => Ok(()),
+            () = run_controller(Arc::clone(&context), args.namespace, ready) => {
+                // A termination signal: stop the runs, then hand the lease over at once.
+                context.stop_runs().await;
+                match release(&leases, &lease).await {
+                    Ok(true) => tracing::info!("released the lease"),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, "cannot release the lease; it expires by itself"),
+                }
+                Ok(())
+            }
         }
     };
     tokio::select! {
