@@ -28,13 +28,16 @@ pub struct RunOptions {
     pub dev_process_functions: bool,
 }
 
+/// A status the run's task shares with the reconciler.
+type SharedStatus = Arc<Mutex<Option<TrainingJobStatus>>>;
+
 pub struct JobRun {
     control: watch::Sender<RunControl>,
     generation: Arc<AtomicI64>,
     /// The status the run ended with, once written (or attempted).
-    ended: Arc<Mutex<Option<TrainingJobStatus>>>,
+    ended: SharedStatus,
     /// The newest status the run wrote: fresher than a watch cache's copy.
-    written: Arc<Mutex<Option<TrainingJobStatus>>>,
+    written: SharedStatus,
     task: JoinHandle<()>,
 }
 
@@ -124,10 +127,7 @@ async fn run(
     status: TrainingJobStatus,
     control: watch::Receiver<RunControl>,
     generation: Arc<AtomicI64>,
-    (ended, written): (
-        Arc<Mutex<Option<TrainingJobStatus>>>,
-        Arc<Mutex<Option<TrainingJobStatus>>>,
-    ),
+    (ended, written): (SharedStatus, SharedStatus),
     reporter: JobReporter,
     options: RunOptions,
     metrics: Arc<Metrics>,
@@ -265,7 +265,7 @@ async fn publish(
     generation: Arc<AtomicI64>,
     metrics: Arc<Metrics>,
     labels: JobLabels,
-    written: Arc<Mutex<Option<TrainingJobStatus>>>,
+    written: SharedStatus,
 ) {
     while let Some(first) = progress.recv().await {
         let mut batch = vec![first];
