@@ -25,5 +25,6 @@ bash scripts/check-packaging.sh --require-operator
 cargo test --release --locked -p siren-operator --test fashion_mnist -- --ignored --test-threads 1
 cargo test --release --locked -p siren-operator --test calibrate -- --ignored --test-threads 1
 cargo test --release --locked -p siren-scheduler --test acceptance -- --ignored
+cargo test --release --locked -p siren-e2e --test operator -- --ignored
 cargo test --release --locked -p siren-e2e --test process_backend -- --ignored
 cargo test --release --locked -p siren-e2e --test s3_store -- --ignored

@@ -9,12 +9,19 @@ use crate::{start_on_a_free_port, wait_until_listening};
 
 const ADMIN_TOKEN: &str = "siren-e2e-admin-token";
 
+/// The API server the operator's e2e tests run against: by default etcd and a kube-apiserver of
+/// their own on loopback, or, with `SIREN_E2E_KUBECONFIG` set, the cluster that kubeconfig points
+/// at (the tests then need cluster-admin, install the CRDs there, and keep each test's objects in
+/// a namespace of its own that is deleted afterwards).
 pub struct KubeApiServer {
-    etcd: Child,
-    apiserver: Child,
+    local: Option<(Child, Child)>,
     dir: tempfile::TempDir,
-    pub port: u16,
+    kubeconfig: PathBuf,
+    namespace: String,
 }
+
+/// The kubeconfig of an existing cluster to run the e2e tests against instead of a local one.
+pub const EXTERNAL_KUBECONFIG: &str = "SIREN_E2E_KUBECONFIG";
 
 /// `$SIREN_KUBE_APISERVER`, or where the build script leaves it.
 pub fn apiserver_binary() -> PathBuf {
@@ -36,6 +43,30 @@ pub fn apiserver_binary() -> PathBuf {
 
 impl KubeApiServer {
     pub fn start() -> Self {
+        match std::env::var_os(EXTERNAL_KUBECONFIG) {
+            Some(kubeconfig) => Self::external(PathBuf::from(kubeconfig)),
+            None => Self::start_local(),
+        }
+    }
+
+    fn external(kubeconfig: PathBuf) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let namespace = format!(
+            "siren-e2e-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let server = Self {
+            local: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+            kubeconfig,
+            namespace,
+        };
+        server.kubectl_ok(&["create", "namespace", &server.namespace]);
+        server
+    }
+
+    fn start_local() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let etcd = start_on_a_free_port("etcd", |port| start_etcd(dir.path(), port));
         let (etcd, etcd_port) = etcd;
@@ -64,19 +95,32 @@ impl KubeApiServer {
             std::fs::read_to_string(dir.path().join("apiserver.log")).unwrap_or_default()
         );
         Self {
-            etcd,
-            apiserver: server.0,
-            port: server.1,
+            local: Some((etcd, server.0)),
             dir,
+            kubeconfig,
+            namespace: "default".to_string(),
         }
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
+        self.kubeconfig.clone()
     }
 
+    /// Where the test's namespaced objects live (and the operator watches).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// A directory for the test's files (logs, manifests), removed with the server.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// kubectl in the test's namespace.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl_at(&self.kubeconfig(), args)
+        let mut scoped = vec!["--namespace", self.namespace.as_str()];
+        scoped.extend_from_slice(args);
+        kubectl_at(&self.kubeconfig, &scoped)
     }
 
     /// Runs kubectl and returns its stdout, panicking with its stderr when it fails.
@@ -97,7 +141,7 @@ impl KubeApiServer {
         let mut child = Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
-            .args(["apply", "-f", "-"])
+            .args(["--namespace", &self.namespace, "apply", "-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,9 +158,27 @@ impl KubeApiServer {
 
 impl Drop for KubeApiServer {
     fn drop(&mut self) {
-        for child in [&mut self.apiserver, &mut self.etcd] {
-            let _ = child.kill();
-            let _ = child.wait();
+        match &mut self.local {
+            Some((etcd, apiserver)) => {
+                for child in [apiserver, etcd] {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            None => {
+                // The test's operator is gone: nothing would remove the jobs' finalizers.
+                let jobs = self.kubectl(&["get", "trainingjobs", "-o", "name"]);
+                for job in String::from_utf8_lossy(&jobs.stdout).lines() {
+                    let _ = self.kubectl(&[
+                        "patch",
+                        job,
+                        "--type=merge",
+                        "-p",
+                        r#"{"metadata":{"finalizers":null}}"#,
+                    ]);
+                }
+                let _ = self.kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
+            }
         }
     }
 }

@@ -369,3 +369,43 @@ fn signal_term(pid: u32) {
         .expect("kill runs");
     assert!(status.success());
 }
+
+/// The acceptance run: the shipped quickstart sample (LeNet-5 on full Fashion-MNIST, in-process
+/// functions and store, so it runs inside the operator) applied with kubectl reaches its target.
+#[test]
+#[ignore = "acceptance run: full Fashion-MNIST, about 30 s"]
+fn the_quickstart_sample_applied_with_kubectl_reaches_its_accuracy() {
+    let apiserver = KubeApiServer::start();
+    install_crd(&apiserver);
+    let mut operator = Operator::start_with(&apiserver, apiserver.dir(), 1, &[]);
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/samples/quickstart.yaml"
+    );
+    apiserver.kubectl_ok(&["apply", "-f", sample]);
+    let done = wait_for(
+        &apiserver,
+        &mut operator,
+        "quickstart",
+        "finished",
+        Duration::from_secs(600),
+        |job| phase(job) == "Succeeded" || phase(job) == "Failed",
+    );
+    assert_eq!(phase(&done), "Succeeded", "{}", done["status"]);
+    let accuracy = done["status"]["accuracy"].as_f64().unwrap_or(0.0);
+    assert!(accuracy >= 0.89, "the sample's target accuracy: {accuracy}");
+    let conditions = done["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Succeeded" && c["reason"] == "TargetAccuracyReached"),
+        "{conditions:?}"
+    );
+    assert_every_epoch_once(
+        &done["status"],
+        done["status"]["epoch"].as_u64().unwrap_or(0),
+    );
+}

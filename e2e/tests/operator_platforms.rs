@@ -53,13 +53,13 @@ async fn client_of(apiserver: &KubeApiServer) -> kube::Client {
     kube::Client::try_from(config).expect("client")
 }
 
-fn knative_services(client: kube::Client) -> Api<DynamicObject> {
+fn knative_services(client: kube::Client, namespace: &str) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "serving.knative.dev",
         "v1",
         "Service",
     ));
-    Api::namespaced_with(client, "default", &resource)
+    Api::namespaced_with(client, namespace, &resource)
 }
 
 /// Knative's part: every new generation of a Service gets a new revision of `min-scale` fresh
@@ -131,7 +131,7 @@ fn a_knative_job_trains_on_the_service_the_operator_applies_and_deletes() {
     let client = runtime.block_on(client_of(&apiserver));
     let stop = Arc::new(AtomicBool::new(false));
     let knative = runtime.spawn(play_knative(
-        knative_services(client.clone()),
+        knative_services(client.clone(), apiserver.namespace()),
         data_plane.pool.clone(),
         data_plane.url.clone(),
         Arc::clone(&stop),
@@ -162,7 +162,7 @@ fn a_knative_job_trains_on_the_service_the_operator_applies_and_deletes() {
     );
 
     let service = runtime
-        .block_on(knative_services(client.clone()).get("siren-kn"))
+        .block_on(knative_services(client.clone(), apiserver.namespace()).get("siren-kn"))
         .expect("the Service exists");
     let service = serde_json::to_value(&service).expect("JSON");
     let template = &service["spec"]["template"];
@@ -259,7 +259,8 @@ fn an_openfaas_job_uses_the_gateway_with_credentials_from_its_secret() {
         .collect();
     let message = reason[0]["message"].as_str().unwrap_or_default();
     assert_eq!(reason[0]["reason"], "BackendFailed");
-    assert!(message.contains("default/absent"), "{message}");
+    let secret = format!("{}/absent", apiserver.namespace());
+    assert!(message.contains(&secret), "{message}");
     // Its function cannot be removed without credentials; that must not block its deletion.
     apiserver.kubectl_ok(&["delete", "trainingjob", "nosecret", "--timeout=60s"]);
 

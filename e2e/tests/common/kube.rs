@@ -28,6 +28,8 @@ impl Operator {
         let child = Command::new(workspace_binary("siren-operator"))
             .env("KUBECONFIG", apiserver.kubeconfig())
             .env("SIREN_LOG", "info,kube=warn")
+            .args(["--namespace", apiserver.namespace()])
+            .args(["--lease-namespace", apiserver.namespace()])
             .args(extra)
             .arg("--probe-address")
             .arg(format!("127.0.0.1:{}", free_port()))
