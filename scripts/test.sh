@@ -22,6 +22,8 @@ cargo test --release --locked --workspace
 # schema, helm lint, docs/api-reference.md), then installs into a real kube-apiserver, where the
 # siren-operator the tests above built must run a job with nothing but the chart's permissions.
 bash scripts/check-packaging.sh --require-operator
+# Every TrainingJob field, enum value and condition reason the operator writes is in the user guide.
+python3 scripts/check-user-guide.py
 cargo test --release --locked -p siren-operator --test fashion_mnist -- --ignored --test-threads 1
 cargo test --release --locked -p siren-operator --test calibrate -- --ignored --test-threads 1
 cargo test --release --locked -p siren-scheduler --test acceptance -- --ignored

@@ -61,12 +61,16 @@ pub async fn cluster_backend(
     })
 }
 
-/// Deletes the job's functions (its Knative Service or OpenFaaS function), if it has any.
+/// Deletes the job's functions (its Knative Service or OpenFaaS function), if it has any: when
+/// the job is deleted, and when its run ends, since idle pods would be paid for until then.
 pub async fn remove_functions(job: &TrainingJob, client: kube::Client) -> Result<(), BackendError> {
     let limits = PoolLimits::of(&job.spec.backend);
     match job.spec.backend.kind {
         BackendKind::Knative => {
-            let target = knative_target(job, limits)?;
+            // A job whose Service could not even be named never created one.
+            let Ok(target) = knative_target(job, limits) else {
+                return Ok(());
+            };
             delete_service(client, &target.namespace, &target.name)
                 .await
                 .map_err(|e| {

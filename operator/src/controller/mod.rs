@@ -149,7 +149,7 @@ async fn apply(
             status = newest(status, run.abort().await);
         }
         let message = format!(
-            "{} changed after the job started, and its checkpoints belong to the old values; only {MUTABLE_FIELDS} may change mid-run. Restore them, or create a new job",
+            "{} changed after the job started, and its checkpoints belong to the old values; only {MUTABLE_FIELDS} may change mid-run. Delete the job and create it again to train with the new spec",
             changed.join(", ")
         );
         return settle(

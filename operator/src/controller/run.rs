@@ -15,7 +15,8 @@ use tokio::task::JoinHandle;
 use super::metrics::{JobLabels, Metrics};
 use super::report::JobReporter;
 use crate::backend::{
-    BackendError, FunctionBackend, PoolLimits, ProcessBackend, cluster_backend, worker_binary,
+    BackendError, FunctionBackend, PoolLimits, ProcessBackend, cluster_backend, remove_functions,
+    worker_binary,
 };
 use crate::driver::{DriverError, DriverObserver, RunControl};
 use crate::job::driver_with_backend;
@@ -142,7 +143,7 @@ async fn run(
     let driving = async {
         let mut observer = Publisher { progress };
         let mut last_status = status.clone();
-        let driver = match operator_backend(&job, &options, client).await {
+        let driver = match operator_backend(&job, &options, client.clone()).await {
             Ok(backend) => driver_with_backend(&job, backend).await,
             Err(error) => Err(DriverError::from(error)),
         };
@@ -181,6 +182,13 @@ async fn run(
 
     last_status.observed_generation = Some(generation.load(Ordering::Relaxed));
     write_status(&reporter, &last_status).await;
+    // A finished or suspended job's pods would idle at a price until the job is deleted; a
+    // resumed job creates its functions again.
+    if !options.dev_process_functions
+        && let Err(error) = remove_functions(&job, client).await
+    {
+        tracing::warn!(job = %labels.name, %error, "cannot remove the job's functions");
+    }
     let condition = match last_status.phase {
         JobPhase::Succeeded => condition_type::SUCCEEDED,
         JobPhase::Failed => condition_type::FAILED,
