@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use siren_crds::{
     BackendKind, EpochRecord, JobPhase, TrainingJob, TrainingJobStatus, read_manifest,
 };
+use siren_operator::backend::remove_functions;
 use siren_operator::{DriverObserver, JobSummary, driver_for};
 use siren_scheduler::Action;
 use siren_worker::model::save_model;
@@ -159,6 +160,7 @@ pub fn train(
     println!("{HEADER}");
     let result = runtime.block_on(driver.run(&mut terminal));
     terminal.stop_bar();
+    runtime.block_on(remove_cluster_functions(&job));
     let outcome = result.with_context(|| format!("job {name} failed"))?;
     if outcome.status.phase == JobPhase::Failed {
         let why = outcome
@@ -190,4 +192,23 @@ pub fn train(
         .block_on(driver.clean_up())
         .with_context(|| format!("job {name} finished but its store keys could not be removed"))?;
     Ok(())
+}
+
+/// A Knative Service or OpenFaaS function the run created would idle at a price once it ends.
+async fn remove_cluster_functions(job: &TrainingJob) {
+    if !matches!(
+        job.spec.backend.kind,
+        BackendKind::Knative | BackendKind::OpenFaas
+    ) {
+        return;
+    }
+    let removed = match kube::Client::try_default().await {
+        Ok(client) => remove_functions(job, client)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = removed {
+        eprintln!("warning: the job's functions could not be removed: {error}");
+    }
 }
