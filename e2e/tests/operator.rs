@@ -42,13 +42,12 @@ fn applied_jobs_train_survive_an_operator_restart_and_clean_up_when_deleted() {
     // A job runs to the end of its epochs.
     let applied = apiserver.apply(&job_manifest("short", 2, &redis));
     assert!(applied.status.success(), "{applied:?}");
-    let done = wait_for(
+    let done = wait_for_phase(
         &apiserver,
         &mut operator,
         "short",
         "Succeeded",
         Duration::from_secs(120),
-        |job| phase(job) == "Succeeded",
     );
     let status = &done["status"];
     assert_eq!(status["epoch"], 2);
@@ -169,22 +168,14 @@ spec:
 ",
     );
     assert!(applied.status.success(), "{applied:?}");
-    let failed = wait_for(
+    let failed = wait_for_phase(
         &apiserver,
         &mut operator,
         "missing-data",
         "Failed",
         Duration::from_secs(60),
-        |job| phase(job) == "Failed",
     );
-    let conditions = failed["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let failed_condition = conditions
-        .iter()
-        .find(|c| c["type"] == "Failed")
-        .expect("a Failed condition");
+    let failed_condition = condition(&failed, "Failed");
     assert_eq!(failed_condition["reason"], "DatasetUnavailable");
     assert!(
         failed_condition["message"]
@@ -223,22 +214,14 @@ fn editing_what_a_running_job_computes_fails_it_and_names_the_fields() {
     assert!(apiserver.apply(&steered).status.success());
     let edited = steered.replace("hidden: [32]", "hidden: [64]");
     assert!(apiserver.apply(&edited).status.success());
-    let failed = wait_for(
+    let failed = wait_for_phase(
         &apiserver,
         &mut operator,
         "edited",
         "Failed",
         Duration::from_secs(60),
-        |job| phase(job) == "Failed",
     );
-    let conditions = failed["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let condition = conditions
-        .iter()
-        .find(|c| c["type"] == "Failed")
-        .expect("a Failed condition");
+    let condition = condition(&failed, "Failed");
     assert_eq!(condition["reason"], "SpecChanged");
     let message = condition["message"].as_str().unwrap_or_default();
     assert!(
@@ -394,15 +377,9 @@ fn the_quickstart_sample_applied_with_kubectl_reaches_its_accuracy() {
     assert_eq!(phase(&done), "Succeeded", "{}", done["status"]);
     let accuracy = done["status"]["accuracy"].as_f64().unwrap_or(0.0);
     assert!(accuracy >= 0.89, "the sample's target accuracy: {accuracy}");
-    let conditions = done["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        conditions
-            .iter()
-            .any(|c| c["type"] == "Succeeded" && c["reason"] == "TargetAccuracyReached"),
-        "{conditions:?}"
+    assert_eq!(
+        condition(&done, "Succeeded")["reason"],
+        "TargetAccuracyReached"
     );
     assert_every_epoch_once(
         &done["status"],

@@ -147,13 +147,12 @@ fn a_knative_job_trains_on_the_service_the_operator_applies_and_deletes() {
     let applied = apiserver.apply(&manifest("kn", &backend, &redis));
     assert!(applied.status.success(), "{applied:?}");
 
-    let done = wait_for(
+    let done = wait_for_phase(
         &apiserver,
         &mut operator,
         "kn",
         "Succeeded",
         Duration::from_secs(120),
-        |job| phase(job) == "Succeeded",
     );
     let history = done["status"]["history"]
         .as_array()
@@ -247,33 +246,24 @@ fn an_openfaas_job_uses_the_gateway_with_credentials_from_its_secret() {
     let missing = apiserver.apply(&manifest("nosecret", &backend("absent"), &redis));
     assert!(missing.status.success(), "{missing:?}");
 
-    let done = wait_for(
+    let done = wait_for_phase(
         &apiserver,
         &mut operator,
         "faas",
         "Succeeded",
         Duration::from_secs(120),
-        |job| phase(job) == "Succeeded",
     );
     assert_eq!(done["status"]["epoch"], 2);
-    let failed = wait_for(
+    let failed = wait_for_phase(
         &apiserver,
         &mut operator,
         "nosecret",
         "Failed",
         Duration::from_secs(60),
-        |job| phase(job) == "Failed",
     );
-    let conditions = failed["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let reason: Vec<&Value> = conditions
-        .iter()
-        .filter(|c| c["type"] == "Failed")
-        .collect();
-    let message = reason[0]["message"].as_str().unwrap_or_default();
-    assert_eq!(reason[0]["reason"], "BackendFailed");
+    let reason = condition(&failed, "Failed");
+    let message = reason["message"].as_str().unwrap_or_default();
+    assert_eq!(reason["reason"], "BackendFailed");
     let secret = format!("{}/absent", apiserver.namespace());
     assert!(message.contains(&secret), "{message}");
     // Its function cannot be removed without credentials; that must not block its deletion.

@@ -139,3 +139,27 @@ pub fn install_crd(apiserver: &KubeApiServer) {
         "crd/trainingjobs.siren.dev",
     ]);
 }
+
+/// Waits until the job `name` is in `wanted` phase.
+pub fn wait_for_phase(
+    apiserver: &KubeApiServer,
+    operator: &mut Operator,
+    name: &str,
+    wanted: &str,
+    limit: Duration,
+) -> Value {
+    wait_for(apiserver, operator, name, wanted, limit, |job| {
+        phase(job) == wanted
+    })
+}
+
+/// The job's condition of `type_`, which must be there.
+pub fn condition(job: &Value, type_: &str) -> Value {
+    job["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {type_} condition in {}", job["status"]))
+}
