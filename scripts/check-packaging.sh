@@ -12,7 +12,9 @@
 #            ServiceAccount has exactly the permissions it needs (`kubectl auth can-i`); the chart
 #            sets no environment variable the operator does not read; values the chart must refuse
 #            are refused; and, when a built `siren-operator` is at hand, the real operator runs a
-#            small job to Succeeded with nothing but those permissions.
+#            small job to Succeeded with nothing but those permissions; then, on a second fresh API
+#            server, `kubectl apply -k config/operator` for real and the same operator run under the
+#            permissions the plain manifests grant.
 #
 # Helm is the Helm Go library bundled in PyPI's helm-sdkpy wheel (linux x86_64), driven through
 # cffi: there is no helm binary in Debian or on the registries this project reaches.
@@ -691,6 +693,22 @@ def cluster_checks(helm, kustomized):
         plane.stop()
 
 
+def manifest_checks():
+    """What a GitOps pipeline does: `kubectl apply -k config/operator` on a fresh API server, then
+    the operator with nothing but the permissions those manifests grant."""
+    plane = ControlPlane(APISERVER)
+    try:
+        applied = plane.kubectl("apply", "-k", str(OPERATOR_DIR))
+        check("kubectl apply -k config/operator on a fresh API server", applied.returncode == 0,
+              applied.stderr.strip())
+        established = plane.kubectl("wait", "--for=condition=established", "--timeout=30s",
+                                    "crd/trainingjobs.siren.dev")
+        check("the manifests' CRD is established", established.returncode == 0, established.stderr.strip())
+        operator_run(plane, "siren-system", "siren")
+    finally:
+        plane.stop()
+
+
 def main():
     helm = Helm(HELM_LIB) if HELM_LIB else None
     kustomized = static_checks(helm)
@@ -701,6 +719,8 @@ def main():
               "no Helm library on this platform" if not helm else "no kube-apiserver")
     else:
         print("skip the cluster checks" + ("" if helm else ": no Helm library on this platform"))
+    if APISERVER and os.path.isfile(OPERATOR_BIN) and os.access(OPERATOR_BIN, os.X_OK):
+        manifest_checks()
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
