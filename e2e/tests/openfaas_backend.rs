@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{job, on};
+use common::{job, on, runtime};
 use serde_json::json;
 use siren_crds::{BackendKind, JobPhase, OpenFaasSpec, TrainingJob};
 use siren_e2e::{FakeOpenFaas, RedisServer};
@@ -54,14 +54,6 @@ fn run_on_gateway(job: &TrainingJob, password: &str) -> Result<JobOutcome, Drive
             .run(&mut Silent)
             .await
     })
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 #[test]

@@ -11,24 +11,10 @@ use common::kube::*;
 use serde_json::Value;
 use siren_e2e::{KubeApiServer, RedisServer};
 
-fn job_manifest(name: &str, epochs: u32, redis: &RedisServer) -> String {
-    format!(
-        "apiVersion: siren.dev/v1alpha1
-kind: TrainingJob
-metadata:
-  name: {name}
-spec:
-  model: {{kind: mlp, hidden: [32]}}
-  dataset:
-    synthetic: {{samples: 3000, testSamples: 500, features: 20, classes: 4, noise: 0.8, seed: 3}}
-    shardSize: 250
-  training: {{batchSize: 32, learningRate: 0.02, maxEpochs: {epochs}, seed: 7}}
-  scheduler: {{functions: 2, memoryMb: 1769}}
-  backend: {{kind: process}}
-  store: {{kind: redis, url: \"{url}\"}}
-",
-        url = redis.url()
-    )
+/// The process backend: functions are local worker processes (the operator runs with
+/// `--dev-process-functions`).
+fn process_job(name: &str, epochs: u32, redis: &RedisServer) -> String {
+    job_manifest(name, epochs, "{kind: process}", redis)
 }
 
 #[test]
@@ -40,7 +26,7 @@ fn applied_jobs_train_survive_an_operator_restart_and_clean_up_when_deleted() {
     let mut operator = Operator::start(&apiserver, dir.path(), 1);
 
     // A job runs to the end of its epochs.
-    let applied = apiserver.apply(&job_manifest("short", 2, &redis));
+    let applied = apiserver.apply(&process_job("short", 2, &redis));
     assert!(applied.status.success(), "{applied:?}");
     let done = wait_for_phase(
         &apiserver,
@@ -90,7 +76,7 @@ fn applied_jobs_train_survive_an_operator_restart_and_clean_up_when_deleted() {
 
     // A longer job: the operator is killed in the middle and started again.
     // Long enough (30 short epochs, some seconds) to be interrupted in the middle.
-    let applied = apiserver.apply(&job_manifest("long", 30, &redis));
+    let applied = apiserver.apply(&process_job("long", 30, &redis));
     assert!(applied.status.success(), "{applied:?}");
     wait_for(
         &apiserver,
@@ -194,7 +180,7 @@ fn editing_what_a_running_job_computes_fails_it_and_names_the_fields() {
     let dir = tempfile::tempdir().expect("tempdir");
     install_crd(&apiserver);
     let mut operator = Operator::start(&apiserver, dir.path(), 1);
-    let manifest = job_manifest("edited", 1000, &redis);
+    let manifest = process_job("edited", 1000, &redis);
     assert!(apiserver.apply(&manifest).status.success());
     let running = wait_for(
         &apiserver,
@@ -239,7 +225,7 @@ fn a_job_past_its_deadline_fails_and_a_finished_job_past_its_ttl_is_deleted() {
     install_crd(&apiserver);
     let mut operator = Operator::start(&apiserver, dir.path(), 1);
 
-    let endless = job_manifest("endless", 1000, &redis) + "  activeDeadlineSeconds: 2\n";
+    let endless = process_job("endless", 1000, &redis) + "  activeDeadlineSeconds: 2\n";
     let applied = apiserver.apply(&endless);
     assert!(applied.status.success(), "{applied:?}");
     let failed = wait_for(
@@ -263,7 +249,7 @@ fn a_job_past_its_deadline_fails_and_a_finished_job_past_its_ttl_is_deleted() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(phase(&job(&apiserver, "endless")), "Failed");
 
-    let short_lived = job_manifest("short-lived", 1, &redis) + "  ttlSecondsAfterFinished: 1\n";
+    let short_lived = process_job("short-lived", 1, &redis) + "  ttlSecondsAfterFinished: 1\n";
     let applied = apiserver.apply(&short_lived);
     assert!(applied.status.success(), "{applied:?}");
     let started = Instant::now();
@@ -307,7 +293,7 @@ fn of_two_replicas_one_leads_and_the_other_takes_over_its_jobs() {
     }
     let mut second = Operator::start_with(&apiserver, dir.path(), 2, &lease);
 
-    let applied = apiserver.apply(&job_manifest("shared", 30, &redis));
+    let applied = apiserver.apply(&process_job("shared", 30, &redis));
     assert!(applied.status.success(), "{applied:?}");
     wait_for(
         &apiserver,

@@ -23,26 +23,6 @@ use siren_e2e::{FakeOpenFaas, KubeApiServer, PoolAddress, RedisServer, WorkerPoo
 
 const IMAGE: &str = "registry.example.com/siren-worker:0.1.0";
 
-fn manifest(name: &str, backend: &str, redis: &RedisServer) -> String {
-    format!(
-        "apiVersion: siren.dev/v1alpha1
-kind: TrainingJob
-metadata:
-  name: {name}
-spec:
-  model: {{kind: mlp, hidden: [16]}}
-  dataset:
-    synthetic: {{samples: 2000, testSamples: 500, features: 20, classes: 4, noise: 0.8, seed: 3}}
-    shardSize: 250
-  training: {{batchSize: 32, learningRate: 0.02, maxEpochs: 2, seed: 7}}
-  scheduler: {{functions: 2, memoryMb: 1769}}
-  backend: {backend}
-  store: {{kind: redis, url: \"{url}\"}}
-",
-        url = redis.url()
-    )
-}
-
 async fn client_of(apiserver: &KubeApiServer) -> kube::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let kubeconfig =
@@ -144,7 +124,7 @@ fn a_knative_job_trains_on_the_service_the_operator_applies_and_deletes() {
     ));
     let mut operator = Operator::start_with(&apiserver, dir.path(), 1, &[]);
     let backend = format!("{{kind: knative, knative: {{image: \"{IMAGE}\"}}}}");
-    let applied = apiserver.apply(&manifest("kn", &backend, &redis));
+    let applied = apiserver.apply(&job_manifest("kn", 2, &backend, &redis));
     assert!(applied.status.success(), "{applied:?}");
 
     let done = wait_for_phase(
@@ -241,9 +221,14 @@ fn an_openfaas_job_uses_the_gateway_with_credentials_from_its_secret() {
             gateway.url
         )
     };
-    let applied = apiserver.apply(&manifest("faas", &backend("openfaas-credentials"), &redis));
+    let applied = apiserver.apply(&job_manifest(
+        "faas",
+        2,
+        &backend("openfaas-credentials"),
+        &redis,
+    ));
     assert!(applied.status.success(), "{applied:?}");
-    let missing = apiserver.apply(&manifest("nosecret", &backend("absent"), &redis));
+    let missing = apiserver.apply(&job_manifest("nosecret", 2, &backend("absent"), &redis));
     assert!(missing.status.success(), "{missing:?}");
 
     let done = wait_for_phase(

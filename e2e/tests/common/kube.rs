@@ -163,3 +163,24 @@ pub fn condition(job: &Value, type_: &str) -> Value {
         .cloned()
         .unwrap_or_else(|| panic!("no {type_} condition in {}", job["status"]))
 }
+
+/// A small synthetic job on `backend` (YAML flow, e.g. `{kind: process}`) with a Redis store.
+pub fn job_manifest(name: &str, epochs: u32, backend: &str, redis: &RedisServer) -> String {
+    format!(
+        "apiVersion: siren.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: {name}
+spec:
+  model: {{kind: mlp, hidden: [32]}}
+  dataset:
+    synthetic: {{samples: 3000, testSamples: 500, features: 20, classes: 4, noise: 0.8, seed: 3}}
+    shardSize: 250
+  training: {{batchSize: 32, learningRate: 0.02, maxEpochs: {epochs}, seed: 7}}
+  scheduler: {{functions: 2, memoryMb: 1769}}
+  backend: {backend}
+  store: {{kind: redis, url: \"{url}\"}}
+",
+        url = redis.url()
+    )
+}

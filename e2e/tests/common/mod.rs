@@ -44,16 +44,19 @@ pub fn on(mut job: TrainingJob, backend: BackendKind, redis: &RedisServer) -> Tr
     job
 }
 
-pub fn try_run(
-    job: &TrainingJob,
-    observer: &mut dyn DriverObserver,
-) -> Result<JobOutcome, DriverError> {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(async { driver_for(job).await?.run(observer).await })
+}
+
+pub fn try_run(
+    job: &TrainingJob,
+    observer: &mut dyn DriverObserver,
+) -> Result<JobOutcome, DriverError> {
+    runtime().block_on(async { driver_for(job).await?.run(observer).await })
 }
 
 pub fn run(job: &TrainingJob, observer: &mut dyn DriverObserver) -> JobOutcome {

@@ -9,6 +9,7 @@ pub mod knative;
 mod lambda;
 mod local;
 pub mod openfaas;
+mod pods;
 mod process;
 
 use std::sync::Arc;

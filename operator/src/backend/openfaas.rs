@@ -17,7 +17,7 @@ use siren_crds::validate::MAX_FUNCTION_NAME;
 use siren_scheduler::Action;
 
 use super::http::fan_out_http;
-use super::knative::{function_name, resources};
+use super::pods::{function_name, resources};
 use super::{Assignment, BackendError, FunctionBackend, Invocation, PoolLimits};
 
 /// How long a deployment or a scale may take until every replica is available.
