@@ -16,8 +16,10 @@ use siren_e2e::RedisServer;
 #[test]
 fn a_worker_killed_mid_task_has_its_task_retried_and_nothing_counted_twice() {
     let redis = RedisServer::start(&[]);
+    // Tasks of 16,000 samples (about half a second each) leave a wide window between the store
+    // moving and the first task answering; with 4,000 a task once answered first under CI's load.
     let job = on(
-        job("killed", 4, 2, 16_000, "[256, 256]"),
+        job("killed", 4, 2, 64_000, "[256, 256]"),
         BackendKind::Process,
         &redis,
     );
