@@ -27,7 +27,8 @@
 #   --require-operator   fail, instead of skipping the operator run, when there is no operator
 #                        binary, no Helm library or no API server (scripts/test.sh, after cargo test)
 # Environment: SIREN_OPERATOR_BIN (the operator binary for the run check; default:
-# ${CARGO_TARGET_DIR:-~/.cache/siren/target}/release/siren-operator), SIREN_KUBE_APISERVER.
+# ${CARGO_TARGET_DIR:-~/.cache/siren/target}/release/siren-operator), SIREN_KUBE_APISERVER and
+# SIREN_KUBECTL (default: the ones e2e/kube/build-apiserver.sh builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,44 +49,22 @@ if $static_only && $require_operator; then
 fi
 
 log() { echo "check-packaging: $*" >&2; }
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-# Python modules: PyYAML, jsonschema, cffi.
-missing=()
-python3 -c 'import yaml' 2>/dev/null || missing+=(PyYAML)
-python3 -c 'import jsonschema' 2>/dev/null || missing+=(jsonschema)
-python3 -c 'import cffi' 2>/dev/null || missing+=(cffi)
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]} (pip)"
-  python3 -m pip install --quiet "${missing[@]}"
+# PyYAML, jsonschema and cffi (Siren's Python environment), the Helm library, and the
+# kube-apiserver and kubectl built from one source tree: kubectl is called by path, never the one
+# on PATH.
+source scripts/deps.sh
+siren_python_env
+helm_lib="$(siren_helm_library)"
+[ -n "$helm_lib" ] || log "no Helm library for $(uname -s)-$(uname -m): helm lint and the cluster checks are skipped"
+if [ -z "${SIREN_KUBECTL:-}" ] || [ -z "${SIREN_KUBE_APISERVER:-}" ]; then
+  siren_kube_tools
 fi
-
-cache="${SIREN_PACKAGING_DIR:-$HOME/.cache/siren/packaging}"
-helm_lib=""
-if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then
-  helm_lib="$cache/helm-sdkpy/helm_sdkpy/_lib/linux-amd64/libhelm_sdkpy.so"
-  if [ ! -f "$helm_lib" ]; then
-    # The wheel says Python >= 3.12 for its Python layer; the Go library under it needs nothing.
-    log "installing the Helm library (helm-sdkpy 0.1.32 from PyPI) into $cache/helm-sdkpy"
-    python3 -m pip install --quiet --no-deps --ignore-requires-python \
-      --target "$cache/helm-sdkpy" 'helm-sdkpy==0.1.32'
-  fi
-else
-  log "no Helm library for $(uname -s)-$(uname -m): helm lint and the cluster checks are skipped"
-fi
-
-if ! command -v kubectl >/dev/null 2>&1; then
-  log "installing kubectl (kubernetes-client)"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubernetes-client >/dev/null
-fi
-
 apiserver=""
 if ! $static_only && [ -n "$helm_lib" ]; then
-  # Builds once per machine (a few minutes), then answers at once; installs etcd and kubectl.
-  apiserver="${SIREN_KUBE_APISERVER:-$(bash e2e/kube/build-apiserver.sh)}"
+  apiserver="$SIREN_KUBE_APISERVER"
 fi
+export SIREN_KUBECTL
 
 operator_bin="${SIREN_OPERATOR_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/siren/target}/release/siren-operator}"
 
@@ -109,6 +88,7 @@ import jsonschema
 import yaml
 
 HELM_LIB, APISERVER, OPERATOR_BIN = sys.argv[1], sys.argv[2], sys.argv[3]
+KUBECTL = os.environ["SIREN_KUBECTL"]
 UPDATE, REQUIRE_OPERATOR = sys.argv[4] == "true", sys.argv[5] == "true"
 ROOT = Path.cwd()
 CHART = ROOT / "charts/siren"
@@ -291,7 +271,7 @@ class ControlPlane:
         self.kubeconfig = self.dir / "kubeconfig"
         self.kubeconfig.write_text(self._kubeconfig(port))
         deadline = time.time() + 90
-        while run(["kubectl", "--kubeconfig", str(self.kubeconfig), "get", "--raw", "/readyz"]).returncode:
+        while run([KUBECTL, "--kubeconfig", str(self.kubeconfig), "get", "--raw", "/readyz"]).returncode:
             if time.time() > deadline or any(c.poll() is not None for c in self.children):
                 raise RuntimeError("kube-apiserver never became ready:\n"
                                    + (self.dir / "apiserver.log").read_text()[-3000:])
@@ -335,7 +315,7 @@ class ControlPlane:
         return path
 
     def kubectl(self, *args, input=None):
-        return run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args], input=input)
+        return run([KUBECTL, "--kubeconfig", str(self.kubeconfig), *args], input=input)
 
     def stop(self):
         for child in reversed(self.children):
@@ -397,7 +377,7 @@ def static_checks(helm):
 
     if UPDATE and helm and APISERVER:
         return []  # config/operator is rewritten (and built) by the cluster checks
-    built = run(["kubectl", "kustomize", str(OPERATOR_DIR)])
+    built = run([KUBECTL, "kustomize", str(OPERATOR_DIR)])
     check("kubectl kustomize config/operator", built.returncode == 0, built.stderr.strip())
     return docs(built.stdout) if built.returncode == 0 else []
 
@@ -612,7 +592,7 @@ def cluster_checks(helm, kustomized):
         check("helm install siren charts/siren -n siren-system (default values)", True)
         if UPDATE:
             write_generated(manifest)
-            built = run(["kubectl", "kustomize", str(OPERATOR_DIR)])
+            built = run([KUBECTL, "kustomize", str(OPERATOR_DIR)])
             check("kubectl kustomize config/operator", built.returncode == 0, built.stderr.strip())
             kustomized = docs(built.stdout) if built.returncode == 0 else []
         compare_with_kustomize(manifest, kustomized)

@@ -1,20 +1,9 @@
 #!/usr/bin/env bash
-# Installs what Siren's commands need on a fresh Debian machine, only when it is missing.
+# Sourced by quickstart.sh and test.sh: the quickstart's Debian packages, cargo, and the build
+# directory outside the clone. scripts/deps.sh says how things are installed.
 set -euo pipefail
-
-need_apt=()
-[ -d /usr/share/datasets/fashion-mnist ] || need_apt+=(dataset-fashion-mnist)
-command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
-# The scheduler evaluation's charts are drawn with DejaVu Sans.
-[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: installing ${need_apt[*]}" >&2
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+source scripts/deps.sh
+siren_quickstart_deps
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing; install a stable Rust toolchain (rustup) first" >&2

@@ -4,19 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-# The S3 store's tests run against moto's S3 server (PyPI), which supports conditional writes.
-python3 -c "import moto.moto_server.werkzeug_app" 2>/dev/null \
-  || python3 -m pip install --quiet 'moto[server]==5.2.1'
-# The Lambda backend's tests invoke functions through `cargo lambda watch`'s emulator (PyPI). Its
-# ziglang dependency only serves cross-compilation, which the emulator does not need.
-command -v cargo-lambda >/dev/null 2>&1 \
-  || { python3 -m pip install --quiet --no-deps 'cargo-lambda==1.9.2' && { command -v pyenv >/dev/null 2>&1 && pyenv rehash || true; }; }
-# The operator's end-to-end tests run against a real kube-apiserver built from Debian's source
-# package (once per machine, a few minutes), with etcd and kubectl from Debian.
-SIREN_KUBE_APISERVER="$(bash e2e/kube/build-apiserver.sh)"
-export SIREN_KUBE_APISERVER
+# redis-server, openssl, fonts, and Siren's Python environment (moto's S3 server, cargo-lambda's
+# emulator, the packaging check's modules); then etcd, and the kube-apiserver and kubectl that
+# e2e/kube/build-apiserver.sh builds from Debian's source package (once per machine, 5-6 min).
+siren_test_deps
+siren_kube_tools
+# The same install steps on a new Debian root (with a kubectl package owning /usr/bin/kubectl, as
+# a new machine of this kind has), so that a step that only works on a prepared machine fails here.
+if [ "$(id -u)" -eq 0 ]; then
+  bash scripts/check-fresh-machine.sh
+else
+  echo "test: scripts/check-fresh-machine.sh skipped: it needs root (chroot)" >&2
+fi
 cargo fmt --all -- --check
 cargo clippy --release --locked --all-targets -- -D warnings
+# The quickstart's build of `siren` (scripts/quickstart.sh): no default features.
+cargo clippy --release --locked -p siren-operator --no-default-features --bin siren -- -D warnings
 cargo test --release --locked --workspace
 # The Helm chart and config/operator's manifests (about 25 s): static checks (CRD copies, values
 # schema, helm lint, docs/api-reference.md), then installs into a real kube-apiserver, where the

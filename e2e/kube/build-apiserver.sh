@@ -1,48 +1,69 @@
 #!/usr/bin/env bash
-# Builds a real kube-apiserver from Debian's `kubernetes` source package (upstream 1.20.2), offline
-# from its vendored modules, for the operator's end-to-end tests, and makes sure etcd and kubectl
-# are installed. Prints the API server binary's path; e2e/tests/operator.rs finds it there.
+# Builds a real kube-apiserver and the kubectl of the same version from Debian's `kubernetes`
+# source package (upstream 1.20.2), offline from its vendored modules, for the operator's
+# end-to-end tests and scripts/check-packaging.sh. Prints the API server binary's path; kubectl is
+# beside it. A kubectl the machine already has is neither replaced nor used.
 #
-# The binary, the source tree and Go's build cache live under $SIREN_KUBE_DIR (default
-# ~/.cache/siren/kube), outside any clone, so the build runs once per machine (3-4 min cold on
-# 2 cores); later runs find the binary and return at once.
+# The binaries, the source tree and Go's build cache live under $SIREN_KUBE_DIR (default
+# ~/.cache/siren/kube), outside any clone, so the build runs once per machine (5-6 min cold on
+# 2 cores); later runs find the binaries and return at once.
+#
+# --install-only: install the build's Debian packages and its deb-src entry, then stop (what
+# scripts/check-fresh-machine.sh proves on a new Debian root).
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/../../scripts/deps.sh"
 
+install_only=false
+[ "${1:-}" != "--install-only" ] || install_only=true
 kube_dir="${SIREN_KUBE_DIR:-$HOME/.cache/siren/kube}"
-binary="$kube_dir/bin/kube-apiserver"
+apiserver="$kube_dir/bin/kube-apiserver"
+kubectl="$kube_dir/bin/kubectl"
 version="v1.20.2"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if ! command -v kubectl >/dev/null || ! command -v etcd >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubernetes-client etcd-server >/dev/null
-fi
-if [ -x "$binary" ]; then
-  echo "$binary"
+if ! $install_only && [ -x "$apiserver" ] && [ -x "$kubectl" ]; then
+  echo "$apiserver"
   exit 0
 fi
 
 log() { echo "build-apiserver: $*" >&2; }
 
-# The source package needs a deb-src entry; Debian's archive keyring signs it.
+# The source package needs a deb-src entry. It is made from the machine's own Debian entry (same
+# archive, suite and keyring), so it points wherever the machine's packages come from.
 sources=/etc/apt/sources.list.d/siren-deb-src.sources
 if ! grep -rqs "deb-src" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  log "adding a deb-src entry for bookworm ($sources)"
-  $SUDO tee "$sources" >/dev/null <<'EOF'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-  $SUDO apt-get update -qq
+  entry="$(python3 - <<'PY'
+import glob, sys
+stanzas = []
+for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+    stanzas += open(path).read().split("\n\n")
+for stanza in stanzas:
+    fields = {}
+    for line in stanza.splitlines():
+        if ":" in line and not line.startswith(("#", " ")):
+            key, value = line.split(":", 1)
+            fields[key.strip()] = value.strip()
+    suites = fields.get("Suites", "").split()
+    if fields.get("Types") == "deb" and suites and not suites[0].endswith("-security"):
+        print(f"Types: deb-src\nURIs: {fields['URIs']}\nSuites: {suites[0]}\nComponents: main")
+        if "Signed-By" in fields:
+            print(f"Signed-By: {fields['Signed-By']}")
+        sys.exit(0)
+for line in open("/etc/apt/sources.list") if glob.glob("/etc/apt/sources.list") else []:
+    words = line.split()
+    if len(words) >= 3 and words[0] == "deb" and not words[2].endswith("-security"):
+        print(f"Types: deb-src\nURIs: {words[1]}\nSuites: {words[2]}\nComponents: main")
+        sys.exit(0)
+sys.exit("no Debian package source found in /etc/apt to add a deb-src entry beside")
+PY
+)"
+  log "adding a deb-src entry ($sources) beside the machine's Debian source"
+  echo "$entry" | _siren_sudo tee "$sources" >/dev/null
+  _siren_sudo apt-get update -qq
+  _siren_apt_updated=true
 fi
-need=()
-for package in golang-go etcd-server make rsync dpkg-dev golang-github-modern-go-reflect2-dev; do
-  dpkg -s "$package" >/dev/null 2>&1 || need+=("$package")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]}"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+siren_apt_install golang-go make rsync dpkg-dev golang-github-modern-go-reflect2-dev
+if $install_only; then
+  exit 0
 fi
 
 mkdir -p "$kube_dir/bin"
@@ -97,11 +118,15 @@ if [ ! -f pkg/generated/openapi/zz_generated.openapi.go ]; then
   make gen_openapi >/dev/null
 fi
 
-log "building kube-apiserver $version (a few minutes on 2 cores)"
 ldflags=""
 for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags="$ldflags -X $package.gitVersion=$version -X $package.gitMajor=1 -X $package.gitMinor=20"
 done
-go build -tags providerless -ldflags "$ldflags" -o "$binary.partial" ./cmd/kube-apiserver
-mv "$binary.partial" "$binary"
-echo "$binary"
+for command in kube-apiserver kubectl; do
+  binary="$kube_dir/bin/$command"
+  [ -x "$binary" ] && continue
+  log "building $command $version (a few minutes on 2 cores)"
+  go build -tags providerless -ldflags "$ldflags" -o "$binary.partial" "./cmd/$command"
+  mv "$binary.partial" "$binary"
+done
+echo "$apiserver"

@@ -23,16 +23,36 @@ pub struct KubeApiServer {
 /// The kubeconfig of an existing cluster to run the e2e tests against instead of a local one.
 pub const EXTERNAL_KUBECONFIG: &str = "SIREN_E2E_KUBECONFIG";
 
+/// Where e2e/kube/build-apiserver.sh leaves the binaries it builds.
+fn built_binaries() -> PathBuf {
+    let home = std::env::var_os("HOME").unwrap_or_default();
+    std::env::var_os("SIREN_KUBE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(&home).join(".cache/siren/kube"))
+        .join("bin")
+}
+
+/// `$SIREN_KUBECTL`, else the kubectl built beside the API server (the same version), else, for
+/// an existing cluster only, whichever kubectl is on PATH. A kubectl the machine happens to have
+/// is never used against the local API server: Kubernetes supports a client at most one minor
+/// version away from its server.
+pub fn kubectl_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SIREN_KUBECTL") {
+        return PathBuf::from(path);
+    }
+    let built = built_binaries().join("kubectl");
+    if built.is_file() || std::env::var_os(EXTERNAL_KUBECONFIG).is_none() {
+        return built;
+    }
+    PathBuf::from("kubectl")
+}
+
 /// `$SIREN_KUBE_APISERVER`, or where the build script leaves it.
 pub fn apiserver_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("SIREN_KUBE_APISERVER") {
         return PathBuf::from(path);
     }
-    let home = std::env::var_os("HOME").unwrap_or_default();
-    let kube_dir = std::env::var_os("SIREN_KUBE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(&home).join(".cache/siren/kube"));
-    let binary = kube_dir.join("bin/kube-apiserver");
+    let binary = built_binaries().join("kube-apiserver");
     assert!(
         binary.is_file(),
         "no kube-apiserver at {}: run e2e/kube/build-apiserver.sh",
@@ -138,7 +158,8 @@ impl KubeApiServer {
     /// `kubectl apply -f -` of `manifest`.
     pub fn apply(&self, manifest: &str) -> Output {
         use std::io::Write;
-        let mut child = Command::new("kubectl")
+        let kubectl = kubectl_binary();
+        let mut child = Command::new(&kubectl)
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
             .args(["--namespace", &self.namespace, "apply", "-f", "-"])
@@ -146,7 +167,7 @@ impl KubeApiServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("kubectl runs (apt-get install kubernetes-client)");
+            .unwrap_or_else(|e| kubectl_missing(&kubectl, e));
         if let Some(mut stdin) = child.stdin.take() {
             stdin
                 .write_all(manifest.as_bytes())
@@ -184,12 +205,20 @@ impl Drop for KubeApiServer {
 }
 
 fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new("kubectl")
+    let kubectl = kubectl_binary();
+    Command::new(&kubectl)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
         .output()
-        .expect("kubectl runs (apt-get install kubernetes-client)")
+        .unwrap_or_else(|e| kubectl_missing(&kubectl, e))
+}
+
+fn kubectl_missing(kubectl: &Path, error: std::io::Error) -> ! {
+    panic!(
+        "cannot run {} (e2e/kube/build-apiserver.sh builds it): {error}",
+        kubectl.display()
+    )
 }
 
 fn start_etcd(dir: &Path, port: u16) -> Result<(Child, u16), String> {

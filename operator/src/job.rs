@@ -11,10 +11,7 @@ use siren_worker::store::{MemoryStore, ParameterStore, connect_store};
 
 use crate::learned::{LearningScheduler, load_policy, measure_compute, profiles, read_profile};
 
-use crate::backend::{
-    BackendError, FunctionBackend, LambdaBackend, LocalBackend, PoolLimits, ProcessBackend,
-    cluster_backend, worker_binary,
-};
+use crate::backend::{BackendError, FunctionBackend, LocalBackend, PoolLimits};
 use crate::driver::{DriverError, JobDriver};
 use crate::pricing::cost_model;
 
@@ -40,6 +37,10 @@ pub async fn driver_with_backend(
         StoreKind::Memory => Arc::new(MemoryStore::new()),
         _ => connect_store(&StoreRef::from_spec(&spec.store), &name).await?,
     };
+    #[cfg_attr(
+        not(any(feature = "process", feature = "lambda", feature = "cluster")),
+        allow(unused_variables, reason = "only remote functions have pool limits")
+    )]
     let limits = PoolLimits::of(&spec.backend);
     let backend: Box<dyn FunctionBackend> = match (backend, spec.backend.kind) {
         (Some(backend), _) => backend,
@@ -47,13 +48,19 @@ pub async fn driver_with_backend(
             Arc::clone(&store),
             Arc::clone(&cost_model),
         )),
-        (None, BackendKind::Process) => Box::new(ProcessBackend::new(worker_binary(), limits)?),
+        #[cfg(feature = "process")]
+        (None, BackendKind::Process) => Box::new(crate::backend::ProcessBackend::new(
+            crate::backend::worker_binary(),
+            limits,
+        )?),
+        #[cfg(feature = "lambda")]
         (None, BackendKind::Lambda) => {
             let lambda = spec.backend.lambda.as_ref().ok_or_else(|| {
                 BackendError::Scale("the lambda backend needs spec.backend.lambda".to_string())
             })?;
-            Box::new(LambdaBackend::connect(lambda, limits).await)
+            Box::new(crate::backend::LambdaBackend::connect(lambda, limits).await)
         }
+        #[cfg(feature = "cluster")]
         (None, BackendKind::Knative | BackendKind::OpenFaas) => {
             // Outside the operator (the CLI): the cluster of the current kubeconfig.
             let client = kube::Client::try_default().await.map_err(|e| {
@@ -62,9 +69,18 @@ pub async fn driver_with_backend(
                     spec.backend.kind
                 ))
             })?;
-            cluster_backend(job, client, limits)
+            crate::backend::cluster_backend(job, client, limits)
                 .await?
                 .ok_or_else(|| BackendError::Scale("no cluster backend for this job".to_string()))?
+        }
+        #[cfg(not(all(feature = "lambda", feature = "cluster", feature = "process")))]
+        (None, kind) => {
+            return Err(BackendError::Scale(format!(
+                "this build of Siren has no {kind:?} backend: build it with the default features \
+                 (`cargo build --release`), as scripts/test.sh does; the quickstart's build \
+                 leaves the process, cluster and Lambda backends out"
+            ))
+            .into());
         }
     };
     let mut policy_out = None;

@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod calibrate;
+#[cfg(feature = "cluster")]
 pub mod controller;
 pub mod driver;
 pub mod job;

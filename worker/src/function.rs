@@ -1,24 +1,21 @@
 //! The worker as a function. [`FunctionServer::handle`] runs one task from its JSON payload and is
-//! shared by both transports: the HTTP one here (the Knative and OpenFaaS of-watchdog contract:
-//! `POST /` runs one task and answers its result, `GET /healthz` says the process is up; a second
-//! task meanwhile gets 429, as of-watchdog's `max_inflight` answers) and the Lambda handler.
+//! shared by both transports: HTTP ([`http`], for Knative and OpenFaaS) and the Lambda handler.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use siren_crds::{StoreRef, Task, TaskDecodeError, TaskResult};
 use tokio::sync::Mutex;
 
 use crate::store::{ParameterStore, connect_store};
 use crate::{FunctionState, TaskError};
+
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "http")]
+pub use http::router;
 
 /// Tasks are small JSON documents of references; anything larger is not a task.
 pub const MAX_TASK_BYTES: usize = 1 << 20;
@@ -61,15 +58,6 @@ impl FunctionServer {
     }
 }
 
-pub fn router(server: Arc<FunctionServer>) -> Router {
-    Router::new()
-        .route("/", post(invoke))
-        .route("/healthz", get(healthz))
-        // OpenFaaS's default probe path, for deployments that do not set their own.
-        .route("/_/health", get(healthz))
-        .with_state(server)
-}
-
 /// Why an invocation produced no result. Each transport maps it to its own signal: an HTTP status
 /// for Knative and OpenFaaS, an error type for Lambda.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,43 +96,9 @@ impl Rejection {
             retryable: self.retryable(),
         }
     }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            Rejection::Busy => StatusCode::TOO_MANY_REQUESTS,
-            Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
-            Rejection::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Rejection::Failed {
-                retryable: true, ..
-            } => StatusCode::SERVICE_UNAVAILABLE,
-            Rejection::Failed {
-                retryable: false, ..
-            } => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
 }
 
-impl IntoResponse for Rejection {
-    fn into_response(self) -> Response {
-        (self.status(), axum::Json(self.to_function_error())).into_response()
-    }
-}
-
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-async fn invoke(State(server): State<Arc<FunctionServer>>, body: Body) -> Response {
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_TASK_BYTES).await else {
-        return oversized().into_response();
-    };
-    match server.handle(&bytes).await {
-        Ok(result) => (StatusCode::OK, axum::Json(result)).into_response(),
-        Err(rejection) => rejection.into_response(),
-    }
-}
-
-fn oversized() -> Rejection {
+pub(crate) fn oversized() -> Rejection {
     Rejection::Malformed(format!(
         "the payload is not a task: larger than {MAX_TASK_BYTES} bytes, or cut short"
     ))

@@ -1,5 +1,12 @@
 //! Runs an epoch's assignments on a pool of functions, whatever carries the invocations: one task
 //! at a time per function, straggler copies on idle functions, and every answer counted once.
+#![cfg_attr(
+    not(any(feature = "process", feature = "lambda")),
+    allow(
+        dead_code,
+        reason = "a build without remote functions uses only PoolLimits"
+    )
+)]
 
 use std::future::Future;
 use std::pin::Pin;

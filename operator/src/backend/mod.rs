@@ -2,14 +2,21 @@
 //! each epoch and hands it the epoch's tasks; the backend runs them concurrently and reports each
 //! one's result and billed time.
 
+#[cfg(feature = "cluster")]
 mod cluster;
 mod fan_out;
+#[cfg(feature = "process")]
 mod http;
+#[cfg(feature = "cluster")]
 pub mod knative;
+#[cfg(feature = "lambda")]
 mod lambda;
 mod local;
+#[cfg(feature = "cluster")]
 pub mod openfaas;
+#[cfg(feature = "cluster")]
 mod pods;
+#[cfg(feature = "process")]
 mod process;
 
 use std::sync::Arc;
@@ -21,10 +28,13 @@ use siren_scheduler::Action;
 use siren_worker::TaskError;
 use thiserror::Error;
 
+#[cfg(feature = "cluster")]
 pub use cluster::{cluster_backend, remove_functions};
 pub use fan_out::PoolLimits;
+#[cfg(feature = "lambda")]
 pub use lambda::{AwsLambdaControl, LambdaBackend, LambdaControl, lambda_client};
 pub use local::LocalBackend;
+#[cfg(feature = "process")]
 pub use process::{ProcessBackend, worker_binary};
 
 #[derive(Debug, Error)]

@@ -59,11 +59,13 @@ fn header_bytes(header: ChunkHeader, payload: &[u8]) -> [u8; HEADER_LEN] {
 }
 
 /// A chunk as a Redis command argument, written straight into the command buffer (no blob copy).
+#[cfg(feature = "redis")]
 pub struct ChunkArg<'a> {
     pub header: ChunkHeader,
     pub values: &'a [f32],
 }
 
+#[cfg(feature = "redis")]
 impl redis::ToRedisArgs for ChunkArg<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
         use std::io::Write;

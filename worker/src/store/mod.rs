@@ -5,12 +5,15 @@
 //! and each update's staleness is the number of versions applied by others between its pull and
 //! its push. Network stores (Redis, S3) implement the same trait; it is async for them.
 
+#[cfg(any(feature = "redis", feature = "s3"))]
 mod blob;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 mod dataset;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "s3")]
 mod s3;
 
 use std::sync::Arc;
@@ -21,11 +24,13 @@ use serde::{Deserialize, Serialize};
 use siren_crds::{StoreKind, StoreRef};
 use thiserror::Error;
 
-pub use self::redis::{DEFAULT_CHUNK_VALUES, RedisStore, redact};
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use dataset::{
     MAX_SHARD_BYTES, UploadReport, dataset_fingerprint, fetch_shards, upload_dataset,
 };
 pub use memory::MemoryStore;
+#[cfg(feature = "s3")]
 pub use s3::{Objects as S3Objects, S3Options, S3Store, StaticCredentials};
 
 #[derive(Debug, Error)]
@@ -106,6 +111,21 @@ pub struct StoreStats {
     pub staleness_max: u64,
 }
 
+/// Values per chunk by default: 1 MiB of parameters.
+pub const DEFAULT_CHUNK_VALUES: usize = 256 * 1024;
+
+/// The URL without credentials, for messages (whether or not it names a scheme).
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}***@{host}"),
+        None => url.to_string(),
+    }
+}
+
 /// Checkpoints every store keeps per job; older ones are dropped as new epochs finish.
 pub const CHECKPOINTS_KEPT: usize = 3;
 
@@ -134,6 +154,13 @@ pub const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the store a task names, as a function does. The memory store lives inside the driver's
 /// process, so only the local backend can hand it to its functions; it cannot be opened by name.
+#[cfg_attr(
+    not(any(feature = "redis", feature = "s3")),
+    allow(
+        unused_variables,
+        reason = "only the network stores are opened by job name"
+    )
+)]
 pub async fn connect_store(
     store: &StoreRef,
     job: &str,
@@ -143,6 +170,7 @@ pub async fn connect_store(
             "the memory store exists only inside the driver's process: use the local backend, or a redis store"
                 .into(),
         )),
+        #[cfg(feature = "redis")]
         StoreKind::Redis => {
             let url = store
                 .url
@@ -164,6 +192,7 @@ pub async fn connect_store(
             .await?;
             Ok(Arc::new(redis))
         }
+        #[cfg(feature = "s3")]
         StoreKind::S3 => {
             let url = store
                 .url
@@ -184,5 +213,11 @@ pub async fn connect_store(
             .await?;
             Ok(Arc::new(s3))
         }
+        #[cfg(not(all(feature = "redis", feature = "s3")))]
+        kind => Err(StoreError::Unsupported(format!(
+            "this build of Siren has no {kind:?} store: build it with the default features \
+             (`cargo build --release`), as scripts/test.sh does; the quickstart's build leaves \
+             the network stores out"
+        ))),
     }
 }

@@ -20,11 +20,9 @@ use redis::{AsyncConnectionConfig, Script};
 
 use super::blob::{ChunkArg, Layout, decode_chunk};
 use super::{
-    CheckpointInfo, ParameterStore, PushReceipt, Snapshot, StoreError, StoreStats, Update,
+    CheckpointInfo, ParameterStore, PushReceipt, Snapshot, StoreError, StoreStats, Update, redact,
 };
 
-/// Values per chunk by default: 1 MiB of parameters.
-pub const DEFAULT_CHUNK_VALUES: usize = 256 * 1024;
 use crate::store::CHECKPOINTS_KEPT;
 /// Staged chunks of a push that never committed (its client died) disappear after this.
 const STAGE_TTL_MS: u64 = 120_000;
@@ -117,18 +115,6 @@ pub struct RedisStore {
     commit: Script,
     checkpoint: Script,
     restore: Script,
-}
-
-/// The URL without credentials, for messages (whether or not it names a scheme).
-pub fn redact(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), url),
-    };
-    match rest.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}***@{host}"),
-        None => url.to_string(),
-    }
 }
 
 /// Removes the URL's credentials from a message, wherever a library may have echoed them.

@@ -3,9 +3,12 @@
 mod bench;
 mod calibrate_cmd;
 mod data;
+#[cfg(feature = "process")]
 mod dispatch_bench;
+#[cfg(feature = "plots")]
 mod plot;
 mod scheduler_cmd;
+#[cfg(all(feature = "redis", feature = "s3"))]
 mod store_bench;
 mod train;
 
@@ -102,8 +105,10 @@ enum BenchCommand {
     /// One function's training throughput (forward, backward, SGD step) per model.
     Train(bench::TrainBenchArgs),
     /// Pull + push round trips through a parameter store, beside raw GET + SET of the same bytes.
+    #[cfg(all(feature = "redis", feature = "s3"))]
     Store(store_bench::StoreBenchArgs),
     /// What invoking worker processes over HTTP costs beyond their work, alone and in a fan-out.
+    #[cfg(feature = "process")]
     Dispatch(dispatch_bench::DispatchBenchArgs),
 }
 
@@ -172,9 +177,11 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchCommand::Train(args),
         } => bench::train(&args),
+        #[cfg(all(feature = "redis", feature = "s3"))]
         Command::Bench {
             what: BenchCommand::Store(args),
         } => store_bench::store(&args),
+        #[cfg(feature = "process")]
         Command::Bench {
             what: BenchCommand::Dispatch(args),
         } => dispatch_bench::dispatch(&args),

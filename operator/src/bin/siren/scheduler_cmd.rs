@@ -8,6 +8,7 @@ use anyhow::Context;
 use siren_scheduler::eval::{EvalConfig, EvalReport, evaluate};
 use siren_scheduler::{Policy, TrainingConfig, train_offline};
 
+#[cfg(feature = "plots")]
 use crate::plot::plot_evaluation;
 use crate::{Failure, invalid_input, write_json};
 
@@ -100,8 +101,16 @@ pub fn eval(args: &EvalArgs) -> Result<(), Failure> {
         write_json(path, &report)?;
     }
     if let Some(path) = &args.plot {
-        plot_evaluation(&report, path)?;
-        println!("plot written to {}", path.display());
+        #[cfg(feature = "plots")]
+        {
+            plot_evaluation(&report, path)?;
+            println!("plot written to {}", path.display());
+        }
+        #[cfg(not(feature = "plots"))]
+        return Err(crate::invalid_input(anyhow::anyhow!(
+            "--plot {}: this build of siren has no charts; build it with the default features",
+            path.display()
+        )));
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use siren_crds::{
     BackendKind, EpochRecord, JobPhase, TrainingJob, TrainingJobStatus, read_manifest,
 };
+#[cfg(feature = "cluster")]
 use siren_operator::backend::remove_functions;
 use siren_operator::{DriverObserver, JobSummary, driver_for};
 use siren_scheduler::Action;
@@ -160,6 +161,7 @@ pub fn train(
     println!("{HEADER}");
     let result = runtime.block_on(driver.run(&mut terminal));
     terminal.stop_bar();
+    #[cfg(feature = "cluster")]
     runtime.block_on(remove_cluster_functions(&job));
     let outcome = result.with_context(|| format!("job {name} failed"))?;
     if outcome.status.phase == JobPhase::Failed {
@@ -195,6 +197,7 @@ pub fn train(
 }
 
 /// A Knative Service or OpenFaaS function the run created would idle at a price once it ends.
+#[cfg(feature = "cluster")]
 async fn remove_cluster_functions(job: &TrainingJob) {
     if !matches!(
         job.spec.backend.kind,
