@@ -51,13 +51,15 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
 mkdir -p "$root"
+# Commands in the root with its own PATH, not this shell's (which may hold Siren's venv).
+in_root_plain() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 tar -xf "$base" -C "$root"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # A new machine trusts the same certificate authorities as this one (its registries may be reached
 # through a proxy with a CA of its own), and pip is told where that bundle is.
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
-  chroot "$root" update-ca-certificates >/dev/null 2>&1
+  in_root_plain update-ca-certificates >/dev/null 2>&1
 fi
 [ ! -f /etc/pip.conf ] || cp /etc/pip.conf "$root/etc/pip.conf"
 # No service may start inside the root (etcd's and Redis's packages try to).
@@ -78,7 +80,7 @@ EOF
 printf '#!/bin/sh\necho "Client Version: v1.32.4 (the machine'"'"'s own)"\n' >"$package/usr/bin/kubectl"
 chmod +x "$package/usr/bin/kubectl"
 dpkg-deb --build --root-owner-group "$package" "$root/tmp/kubectl.deb" >/dev/null
-chroot "$root" dpkg -i /tmp/kubectl.deb >/dev/null
+in_root_plain dpkg -i /tmp/kubectl.deb >/dev/null
 
 mkdir -p "$root/siren/scripts" "$root/siren/e2e/kube"
 cp scripts/deps.sh "$root/siren/scripts/"
@@ -110,8 +112,8 @@ in_root "$install_steps" >"$work/first.log" 2>&1 || first_ok=false
 check "the install steps pass on a fresh root with the machine's kubectl package" "$first_ok" \
   "$(tail -n 20 "$work/first.log")"
 
-status_of() { chroot "$root" dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null || true; }
-owner="$(chroot "$root" dpkg -S /usr/bin/kubectl 2>/dev/null || true)"
+status_of() { in_root_plain dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null || true; }
+owner="$(in_root_plain dpkg -S /usr/bin/kubectl 2>/dev/null || true)"
 check "/usr/bin/kubectl still belongs to the kubectl package" \
   "$([ "$owner" = "kubectl: /usr/bin/kubectl" ] && echo true || echo false)" "$owner"
 check "the kubectl package is untouched" \
@@ -120,7 +122,7 @@ check "the kubectl package is untouched" \
 check "Debian's kubernetes-client is not installed" \
   "$([ -z "$(status_of kubernetes-client | grep 'ok installed')" ] && echo true || echo false)"
 for command in etcd redis-server openssl go make rsync dpkg-source; do
-  check "$command is installed" "$(chroot "$root" sh -c "command -v $command" >/dev/null && echo true || echo false)"
+  check "$command is installed" "$(in_root_plain sh -c "command -v $command" >/dev/null && echo true || echo false)"
 done
 for path in /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
   /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
@@ -130,10 +132,10 @@ for path in /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
   check "$path is there" "$([ -e "$root$path" ] && echo true || echo false)"
 done
 check "Siren's Python environment imports moto's server, yaml, jsonschema and cffi" \
-  "$(chroot "$root" /root/.cache/siren/venv/bin/python3 -c \
+  "$(in_root_plain /root/.cache/siren/venv/bin/python3 -c \
     'import moto.moto_server.werkzeug_app, yaml, jsonschema, cffi' 2>/dev/null && echo true || echo false)"
 check "the system Python was left alone (no moto in it)" \
-  "$(chroot "$root" python3 -c 'import moto' 2>/dev/null && echo false || echo true)"
+  "$(in_root_plain python3 -c 'import moto' 2>/dev/null && echo false || echo true)"
 check "a deb-src entry sits beside the machine's Debian source" \
   "$(grep -rqs '^Types: deb-src' "$root/etc/apt/sources.list.d/" && echo true || echo false)"
 
