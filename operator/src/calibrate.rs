@@ -22,7 +22,9 @@ use thiserror::Error;
 
 use crate::driver::{DriverError, DriverObserver};
 use crate::job::driver_for;
+use crate::job_span::job_span;
 use crate::learned::{LearnedError, measure_compute, profiles};
+use tracing::Instrument;
 
 #[derive(Debug, Error)]
 pub enum CalibrateError {
@@ -119,8 +121,9 @@ async fn run_epochs(
     epochs: u32,
 ) -> Result<TaskLog, CalibrateError> {
     let mut log = TaskLog::default();
-    let mut driver = driver_for(&measured_run(job, action, epochs)).await?;
-    driver.run(&mut log).await?;
+    let run = measured_run(job, action, epochs);
+    let mut driver = driver_for(&run).await?;
+    driver.run(&mut log).instrument(job_span(&run)).await?;
     driver.clean_up().await?;
     Ok(log)
 }

@@ -28,6 +28,7 @@ use siren_worker::model::{Architecture, Evaluator, ModelError};
 use siren_worker::store::{CHECKPOINTS_KEPT, ParameterStore, StoreError, upload_dataset};
 use thiserror::Error;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::backend::{Assignment, BackendError, FunctionBackend, Invocation};
 
@@ -155,6 +156,26 @@ pub struct JobDriver {
     recorded: Option<watch::Receiver<u32>>,
 }
 
+/// What a run carries from one epoch to the next.
+struct EpochLoop {
+    splits: Arc<DataSplits>,
+    stored_data: Option<StoredDataset>,
+    evaluator: Evaluator,
+    shard_count: usize,
+    /// The last epoch's cost, as the budget check predicts the next one's from it.
+    estimate: Option<EpochCostEstimate>,
+    previous_loss: Option<f64>,
+    started: Instant,
+    /// A resumed job's clock carries on from where its last finished epoch left it.
+    elapsed_before: f64,
+}
+
+impl EpochLoop {
+    fn elapsed(&self) -> f64 {
+        self.elapsed_before + self.started.elapsed().as_secs_f64()
+    }
+}
+
 impl JobDriver {
     pub fn new(
         job: &str,
@@ -248,7 +269,7 @@ impl JobDriver {
             splits.train.classes,
             splits.train.image,
         )?;
-        let mut evaluator = Evaluator::new(architecture.clone());
+        let evaluator = Evaluator::new(architecture.clone());
         let stored_data = self.upload_dataset(&splits).await?;
         if first_epoch == 0 {
             self.store
@@ -259,163 +280,40 @@ impl JobDriver {
         }
 
         let shard_size = self.spec.dataset.shard_size as usize;
-        let shard_count = splits.train.shard_count(shard_size);
-        let mut estimate: Option<EpochCostEstimate> = None;
-        let mut previous_loss = None;
-        let mut stop_reason = StopReason::MaxEpochs;
-
+        let mut run = EpochLoop {
+            shard_count: splits.train.shard_count(shard_size),
+            splits,
+            stored_data,
+            evaluator,
+            estimate: None,
+            previous_loss: None,
+            started,
+            elapsed_before,
+        };
         let mut epoch = first_epoch;
-        loop {
+        let stop_reason = loop {
             if self.apply_control() {
-                stop_reason = StopReason::Suspended;
-                break;
+                break StopReason::Suspended;
             }
             if epoch >= self.spec.training.max_epochs {
-                break;
+                break StopReason::MaxEpochs;
             }
-            let observation = self.observe(
-                epoch,
-                previous_loss,
-                elapsed_before + started.elapsed().as_secs_f64(),
-            );
-            let action = match self.scheduler.decide_or_stop(&observation) {
-                Decision::Run(action) => action,
-                Decision::Stop { cheapest } => {
-                    tracing::info!(
-                        epoch,
-                        functions = cheapest.functions,
-                        memory_mb = cheapest.memory_mb,
-                        "the scheduler can afford no further epoch"
-                    );
-                    stop_reason = StopReason::BudgetExhausted;
-                    break;
-                }
-            };
-            let action = Action {
-                functions: action.functions.clamp(1, shard_count as u32),
-                memory_mb: action.memory_mb.clamp(128, 10_240),
-            };
-            let predicted = estimate.map(|e| e.predict(self.cost_model.as_ref(), action));
-            if let BudgetCheck::Exhausted {
-                predicted_usd,
-                remaining_usd,
-            } = check_budget(
-                self.spec.budget.max_cost_usd,
-                self.status.cost_usd,
-                predicted,
-            ) {
-                tracing::info!(
-                    epoch,
-                    predicted_usd,
-                    remaining_usd,
-                    "budget cannot pay for another epoch"
-                );
-                stop_reason = StopReason::BudgetExhausted;
-                break;
-            }
-            self.status.functions = action.functions;
-            self.status.memory_mb = action.memory_mb;
-            self.status.enter_phase(
-                JobPhase::Running,
-                "EpochRunning",
-                &format!(
-                    "epoch {} with {} functions of {} MB",
-                    epoch + 1,
-                    action.functions,
-                    action.memory_mb
-                ),
-            );
-            observer.status_changed(&self.status);
-            self.backend.scale(action).await?;
-
-            let progress = Arc::new(AtomicU64::new(0));
-            observer.epoch_started(
-                epoch,
-                action,
-                splits.train.len() as u64,
-                Arc::clone(&progress),
-            );
-            let epoch_started = Instant::now();
-            let tasks = self.plan_tasks(epoch, action, shard_count, stored_data.as_ref());
-            let (results, billed) = match self.fan_out(epoch, tasks, action, progress).await {
-                Ok(done) => done,
-                Err(DriverError::RetryOverBudget {
-                    task_id,
-                    retry_usd,
-                    remaining_usd,
-                    ..
-                }) if epoch > 0 => {
-                    // The epoch cannot be finished within the budget. What it applied is undone:
-                    // the model goes back to the last finished epoch, and the job ends there.
-                    tracing::warn!(
-                        epoch = epoch + 1,
-                        %task_id,
-                        retry_usd,
-                        remaining_usd,
-                        "retrying a failed task could overrun the budget; ending at the last finished epoch"
-                    );
-                    self.store.restore(epoch).await?;
-                    stop_reason = StopReason::BudgetExhausted;
-                    break;
-                }
-                Err(error) => return Err(error),
-            };
-            let seconds = epoch_started.elapsed().as_secs_f64();
-            observer.tasks_finished(epoch, &results);
-
-            let epoch_cost: f64 = billed
-                .iter()
-                .map(|s| self.cost_model.invocation_cost(action.memory_mb, *s))
-                .sum();
-            estimate = Some(EpochCostEstimate::from_epoch(
-                self.cost_model.as_ref(),
-                action,
-                &billed,
-            ));
-            // Charged before anything else can fail: the epoch has been paid for.
-            let spent_before = self.status.cost_usd;
-            self.status.cost_usd += epoch_cost;
-            let snapshot = self.store.pull().await?;
-            let evaluation = evaluate(&mut evaluator, &snapshot.params, &splits)?;
-            let record = aggregate(
-                epoch,
-                action,
-                &results,
-                seconds,
-                epoch_cost,
-                spent_before,
-                evaluation,
-            );
-            self.wait_for_records(epoch + 1).await;
-            self.store.checkpoint(epoch + 1).await?;
-
-            previous_loss = self.status.loss;
-            self.status.epoch = epoch + 1;
-            self.status.loss = Some(record.loss);
-            self.status.accuracy = Some(record.accuracy);
-            self.status.cost_usd = record.cumulative_cost_usd;
-            self.status.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
-            self.status.push_history(record.clone());
-            let after = self.observe(
-                epoch + 1,
-                previous_loss,
-                elapsed_before + started.elapsed().as_secs_f64(),
-            );
-            self.scheduler.record(&observation, action, &after);
-            observer.epoch_finished(&record, &self.status);
-
-            if let Some(target) = self.spec.training.target_accuracy
-                && record.accuracy >= target
+            // A span per epoch, inside the job's (the caller's): every line logged while the
+            // epoch is decided and run names it, on whatever thread it is logged.
+            let span = tracing::info_span!("epoch", epoch = epoch + 1);
+            if let Some(reason) = self
+                .run_epoch(epoch, &mut run, observer)
+                .instrument(span)
+                .await?
             {
-                stop_reason = StopReason::TargetReached;
-                break;
+                break reason;
             }
             epoch += 1;
-        }
+        };
 
         let params = self.store.pull().await?.params;
         if stop_reason == StopReason::Suspended {
-            self.status.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
+            self.status.elapsed_seconds = run.elapsed();
             let message = format!(
                 "suspended after {} epoch(s); clear spec.suspend to resume",
                 self.status.epoch
@@ -430,7 +328,7 @@ impl JobDriver {
             });
         }
         self.save_scheduler_state();
-        self.status.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
+        self.status.elapsed_seconds = run.elapsed();
         let message = match (stop_reason, self.status.accuracy) {
             (_, Some(accuracy)) => format!(
                 "{} after {} epoch(s): test accuracy {:.2}%, cost ${:.6}",
@@ -456,6 +354,140 @@ impl JobDriver {
         })
     }
 
+    /// Decides, runs, evaluates and records one epoch; the reason to stop, if the job ends here.
+    async fn run_epoch(
+        &mut self,
+        epoch: u32,
+        run: &mut EpochLoop,
+        observer: &mut dyn DriverObserver,
+    ) -> Result<Option<StopReason>, DriverError> {
+        let observation = self.observe(epoch, run.previous_loss, run.elapsed());
+        let action = match self.scheduler.decide_or_stop(&observation) {
+            Decision::Run(action) => action,
+            Decision::Stop { cheapest } => {
+                tracing::info!(
+                    functions = cheapest.functions,
+                    memory_mb = cheapest.memory_mb,
+                    "the scheduler can afford no further epoch"
+                );
+                return Ok(Some(StopReason::BudgetExhausted));
+            }
+        };
+        let action = Action {
+            functions: action.functions.clamp(1, run.shard_count as u32),
+            memory_mb: action.memory_mb.clamp(128, 10_240),
+        };
+        let predicted = run
+            .estimate
+            .map(|e| e.predict(self.cost_model.as_ref(), action));
+        if let BudgetCheck::Exhausted {
+            predicted_usd,
+            remaining_usd,
+        } = check_budget(
+            self.spec.budget.max_cost_usd,
+            self.status.cost_usd,
+            predicted,
+        ) {
+            tracing::info!(
+                predicted_usd,
+                remaining_usd,
+                "budget cannot pay for another epoch"
+            );
+            return Ok(Some(StopReason::BudgetExhausted));
+        }
+        self.status.functions = action.functions;
+        self.status.memory_mb = action.memory_mb;
+        self.status.enter_phase(
+            JobPhase::Running,
+            "EpochRunning",
+            &format!(
+                "epoch {} with {} functions of {} MB",
+                epoch + 1,
+                action.functions,
+                action.memory_mb
+            ),
+        );
+        observer.status_changed(&self.status);
+        self.backend.scale(action).await?;
+
+        let progress = Arc::new(AtomicU64::new(0));
+        observer.epoch_started(
+            epoch,
+            action,
+            run.splits.train.len() as u64,
+            Arc::clone(&progress),
+        );
+        let epoch_started = Instant::now();
+        let tasks = self.plan_tasks(epoch, action, run.shard_count, run.stored_data.as_ref());
+        let (results, billed) = match self.fan_out(epoch, tasks, action, progress).await {
+            Ok(done) => done,
+            Err(DriverError::RetryOverBudget {
+                task_id,
+                retry_usd,
+                remaining_usd,
+                ..
+            }) if epoch > 0 => {
+                // The epoch cannot be finished within the budget. What it applied is undone:
+                // the model goes back to the last finished epoch, and the job ends there.
+                tracing::warn!(
+                    %task_id,
+                    retry_usd,
+                    remaining_usd,
+                    "retrying a failed task could overrun the budget; ending at the last finished epoch"
+                );
+                self.store.restore(epoch).await?;
+                return Ok(Some(StopReason::BudgetExhausted));
+            }
+            Err(error) => return Err(error),
+        };
+        let seconds = epoch_started.elapsed().as_secs_f64();
+        observer.tasks_finished(epoch, &results);
+
+        let epoch_cost: f64 = billed
+            .iter()
+            .map(|s| self.cost_model.invocation_cost(action.memory_mb, *s))
+            .sum();
+        run.estimate = Some(EpochCostEstimate::from_epoch(
+            self.cost_model.as_ref(),
+            action,
+            &billed,
+        ));
+        // Charged before anything else can fail: the epoch has been paid for.
+        let spent_before = self.status.cost_usd;
+        self.status.cost_usd += epoch_cost;
+        let snapshot = self.store.pull().await?;
+        let evaluation = evaluate(&mut run.evaluator, &snapshot.params, &run.splits)?;
+        let record = aggregate(
+            epoch,
+            action,
+            &results,
+            seconds,
+            epoch_cost,
+            spent_before,
+            evaluation,
+        );
+        self.wait_for_records(epoch + 1).await;
+        self.store.checkpoint(epoch + 1).await?;
+
+        run.previous_loss = self.status.loss;
+        self.status.epoch = epoch + 1;
+        self.status.loss = Some(record.loss);
+        self.status.accuracy = Some(record.accuracy);
+        self.status.cost_usd = record.cumulative_cost_usd;
+        self.status.elapsed_seconds = run.elapsed();
+        self.status.push_history(record.clone());
+        let after = self.observe(epoch + 1, run.previous_loss, run.elapsed());
+        self.scheduler.record(&observation, action, &after);
+        observer.epoch_finished(&record, &self.status);
+
+        if let Some(target) = self.spec.training.target_accuracy
+            && record.accuracy >= target
+        {
+            return Ok(Some(StopReason::TargetReached));
+        }
+        Ok(None)
+    }
+
     /// Before checkpoint `next` pushes older ones out, the oldest checkpoint it keeps must be
     /// no newer than the last recorded epoch. Bounded, so a status that cannot be written slows
     /// training down without stopping it.
@@ -467,7 +499,6 @@ impl JobDriver {
         let caught_up = recorded.wait_for(|epoch| *epoch >= oldest_kept);
         if tokio::time::timeout(RECORD_WAIT, caught_up).await.is_err() {
             tracing::warn!(
-                epoch = next,
                 "the job's status has not been recorded for {RECORD_WAIT:?}; checkpointing anyway"
             );
         }
@@ -493,7 +524,7 @@ impl JobDriver {
             Some(checkpoint) if checkpoint.epoch >= epoch => {
                 self.store.restore(epoch).await?;
                 tracing::info!(
-                    epoch,
+                    finished_epoch = epoch,
                     "resumed from the checkpoint of the last finished epoch"
                 );
                 Ok(())

@@ -156,7 +156,11 @@ impl FunctionBackend for LocalBackend {
         }
         let mut functions = std::mem::take(&mut self.functions);
         let store = Arc::clone(&self.store);
+        // Threads do not inherit the caller's span: carried by hand, so what functions log
+        // still names the job and epoch.
+        let span = tracing::Span::current();
         let handle = tokio::task::spawn_blocking(move || {
+            let _job = span.enter();
             let mut invocations = Vec::new();
             std::thread::scope(|scope| {
                 let workers: Vec<_> = functions
@@ -167,9 +171,11 @@ impl FunctionBackend for LocalBackend {
                     .map(|(slot, (function, tasks))| {
                         let store = Arc::clone(&store);
                         let progress = Arc::clone(&progress);
+                        let span = span.clone();
                         let thread = std::thread::Builder::new()
                             .name(format!("siren-fn-{slot}"))
                             .spawn_scoped(scope, move || {
+                                let _job = span.enter();
                                 let mut done = Vec::new();
                                 for (position, task) in tasks {
                                     let started = Instant::now();

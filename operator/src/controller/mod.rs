@@ -111,6 +111,13 @@ pub async fn run_controller(
     );
 }
 
+#[tracing::instrument(
+    skip_all,
+    fields(
+        namespace = job.namespace().as_deref().unwrap_or("default"),
+        job = %job.name_any(),
+    )
+)]
 async fn reconcile(
     job: Arc<TrainingJob>,
     context: Arc<Context>,
@@ -130,7 +137,12 @@ async fn reconcile(
 
 fn error_policy(job: Arc<TrainingJob>, error: &ControllerError, context: Arc<Context>) -> Action {
     context.metrics.reconcile_failures.inc();
-    tracing::warn!(job = %job.name_any(), %error, "reconcile failed; retrying");
+    tracing::warn!(
+        namespace = job.namespace().as_deref().unwrap_or("default"),
+        job = %job.name_any(),
+        %error,
+        "reconcile failed; retrying"
+    );
     Action::requeue(Duration::from_secs(10))
 }
 

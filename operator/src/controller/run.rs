@@ -11,6 +11,7 @@ use siren_crds::{EpochRecord, JobPhase, TrainingJob, TrainingJobStatus, conditio
 use siren_scheduler::Action;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::metrics::{JobLabels, Metrics};
 use super::report::JobReporter;
@@ -20,6 +21,7 @@ use crate::backend::{
 };
 use crate::driver::{DriverError, DriverObserver, RunControl};
 use crate::job::driver_with_backend;
+use crate::job_span::job_span;
 
 /// How the operator runs jobs' functions.
 #[derive(Debug, Clone, Default)]
@@ -62,17 +64,20 @@ impl JobRun {
         let generation = Arc::new(AtomicI64::new(job.metadata.generation.unwrap_or(0)));
         let ended = Arc::new(Mutex::new(None));
         let written = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(run(
-            job.clone(),
-            status,
-            control_rx,
-            Arc::clone(&generation),
-            (Arc::clone(&ended), Arc::clone(&written)),
-            reporter,
-            options.clone(),
-            metrics,
-            client,
-        ));
+        let task = tokio::spawn(
+            run(
+                job.clone(),
+                status,
+                control_rx,
+                Arc::clone(&generation),
+                (Arc::clone(&ended), Arc::clone(&written)),
+                reporter,
+                options.clone(),
+                metrics,
+                client,
+            )
+            .instrument(job_span(job)),
+        );
         Self {
             control,
             generation,

@@ -13,9 +13,10 @@ use siren_crds::{
 };
 #[cfg(feature = "cluster")]
 use siren_operator::backend::remove_functions;
-use siren_operator::{DriverObserver, JobSummary, driver_for};
+use siren_operator::{DriverObserver, JobSummary, driver_for, job_span};
 use siren_scheduler::Action;
 use siren_worker::model::save_model;
+use tracing::Instrument;
 
 use crate::{BackendArg, Failure, invalid_input};
 
@@ -154,12 +155,13 @@ pub fn train(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let span = job_span(&job);
     let mut driver = runtime
-        .block_on(driver_for(&job))
+        .block_on(driver_for(&job).instrument(span.clone()))
         .with_context(|| format!("job {name} cannot start"))?;
     let mut terminal = Terminal { bar: None };
     println!("{HEADER}");
-    let result = runtime.block_on(driver.run(&mut terminal));
+    let result = runtime.block_on(driver.run(&mut terminal).instrument(span));
     terminal.stop_bar();
     #[cfg(feature = "cluster")]
     runtime.block_on(remove_cluster_functions(&job));
