@@ -34,5 +34,6 @@ cargo test --release --locked --workspace --test fashion_mnist -- --ignored --te
 cargo test --release --locked --workspace --test calibrate -- --ignored --test-threads 1
 cargo test --release --locked --workspace --test acceptance -- --ignored
 cargo test --release --locked --workspace --test operator -- --ignored
+cargo test --release --locked --workspace --test lease_under_load -- --ignored
 cargo test --release --locked --workspace --test process_backend -- --ignored
 cargo test --release --locked --workspace --test s3_store -- --ignored

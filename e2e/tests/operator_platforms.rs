@@ -23,16 +23,6 @@ use siren_e2e::{FakeOpenFaas, KubeApiServer, PoolAddress, RedisServer, WorkerPoo
 
 const IMAGE: &str = "registry.example.com/siren-worker:0.1.0";
 
-async fn client_of(apiserver: &KubeApiServer) -> kube::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(apiserver.kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("client config");
-    kube::Client::try_from(config).expect("client")
-}
-
 fn knative_services(client: kube::Client, namespace: &str) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "serving.knative.dev",

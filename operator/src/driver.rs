@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::backend::{Assignment, BackendError, FunctionBackend, Invocation};
+use crate::blocking::off_runtime;
 
 /// How long a checkpoint waits for the job's status to be recorded.
 const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -160,7 +161,8 @@ pub struct JobDriver {
 struct EpochLoop {
     splits: Arc<DataSplits>,
     stored_data: Option<StoredDataset>,
-    evaluator: Evaluator,
+    /// Shared with the blocking thread each evaluation runs on.
+    evaluator: Arc<Mutex<Evaluator>>,
     shard_count: usize,
     /// The last epoch's cost, as the budget check predicts the next one's from it.
     estimate: Option<EpochCostEstimate>,
@@ -262,14 +264,15 @@ impl JobDriver {
             .enter_phase(JobPhase::Initializing, "LoadingData", "loading the dataset");
         observer.status_changed(&self.status);
         let seed = self.spec.training.seed;
-        let (splits, _) = cached_splits(&self.spec.dataset, seed)?;
+        let dataset = self.spec.dataset.clone();
+        let (splits, _) = off_runtime(move || cached_splits(&dataset, seed)).await?;
         let architecture = Architecture::new(
             &self.spec.model,
             splits.train.dim,
             splits.train.classes,
             splits.train.image,
         )?;
-        let evaluator = Evaluator::new(architecture.clone());
+        let evaluator = Arc::new(Mutex::new(Evaluator::new(architecture.clone())));
         let stored_data = self.upload_dataset(&splits).await?;
         if first_epoch == 0 {
             self.store
@@ -456,7 +459,9 @@ impl JobDriver {
         let spent_before = self.status.cost_usd;
         self.status.cost_usd += epoch_cost;
         let snapshot = self.store.pull().await?;
-        let evaluation = evaluate(&mut run.evaluator, &snapshot.params, &run.splits)?;
+        let (evaluator, splits) = (Arc::clone(&run.evaluator), Arc::clone(&run.splits));
+        let evaluation =
+            off_runtime(move || evaluate(&evaluator, &snapshot.params, &splits)).await?;
         let record = aggregate(
             epoch,
             action,
@@ -760,10 +765,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn evaluate(
-    evaluator: &mut Evaluator,
+    evaluator: &Mutex<Evaluator>,
     params: &[f32],
     splits: &DataSplits,
 ) -> Result<siren_worker::model::Evaluation, DriverError> {
+    // Evaluations of one run never overlap; a poisoned lock means one panicked, and that panic
+    // has already ended the run.
+    let mut evaluator = evaluator.lock().unwrap_or_else(PoisonError::into_inner);
     Ok(evaluator.evaluate(params, &splits.test.features, &splits.test.labels)?)
 }
 

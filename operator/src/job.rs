@@ -9,6 +9,7 @@ use siren_worker::data::cached_splits;
 use siren_worker::model::Architecture;
 use siren_worker::store::{MemoryStore, ParameterStore, connect_store};
 
+use crate::blocking::off_runtime;
 use crate::learned::{LearningScheduler, load_policy, measure_compute, profiles, read_profile};
 
 use crate::backend::{BackendError, FunctionBackend, LocalBackend, PoolLimits};
@@ -90,7 +91,9 @@ pub async fn driver_with_backend(
             memory_mb: spec.scheduler.memory_mb,
         })),
         SchedulerPolicy::Drl => {
-            let (agent, saved_to) = drl_scheduler(&spec)?;
+            // The compute probe trains for half a second and the dataset may load for longer.
+            let probed = spec.clone();
+            let (agent, saved_to) = off_runtime(move || drl_scheduler(&probed)).await?;
             policy_out = Some(saved_to);
             Box::new(agent)
         }

@@ -1,6 +1,7 @@
 //! The Siren job driver and its function backends, shared by the `siren` CLI and the operator.
 
 pub mod backend;
+pub mod blocking;
 pub mod calibrate;
 #[cfg(feature = "cluster")]
 pub mod controller;

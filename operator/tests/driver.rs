@@ -1,6 +1,8 @@
 //! The job driver end to end on the local backend: real models, real in-process functions running
 //! concurrently, the real store. Small seeded data keeps it fast.
 
+mod common;
+
 use std::sync::Arc;
 
 use siren_crds::{JobPhase, TrainingJob, parse_manifest};
@@ -150,18 +152,6 @@ fn stops_when_the_target_accuracy_is_reached() {
     );
 }
 
-/// Every invocation costs one unit whatever its duration, so budgets are exact in tests.
-struct UnitPrice;
-
-impl siren_scheduler::CostModel for UnitPrice {
-    fn vcpus(&self, memory_mb: u32) -> f64 {
-        f64::from(memory_mb) / 1769.0
-    }
-    fn invocation_cost(&self, _: u32, _: f64) -> f64 {
-        1.0
-    }
-}
-
 #[test]
 fn never_starts_an_epoch_the_budget_cannot_pay_for() {
     let mut job = synthetic_job("");
@@ -170,7 +160,7 @@ fn never_starts_an_epoch_the_budget_cannot_pay_for() {
     // 3 x 1.2 = 3.6, over the 7.5 budget.
     job.spec.budget.max_cost_usd = Some(7.5);
     let store = Arc::new(MemoryStore::new());
-    let costs: Arc<dyn siren_scheduler::CostModel> = Arc::new(UnitPrice);
+    let costs: Arc<dyn siren_scheduler::CostModel> = Arc::new(common::UnitPrice);
     let mut driver = static_driver(
         "budget",
         &job.spec,

@@ -2,6 +2,8 @@
 //! writes them (JSON lines), from a real job on the local backend whose first invocation crashes
 //! and whose budget ends it.
 
+mod common;
+
 use std::io::Write;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -31,18 +33,6 @@ impl Write for Captured {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// Every invocation costs one unit, so the budget ends the job after a known spend.
-struct UnitPrice;
-
-impl siren_scheduler::CostModel for UnitPrice {
-    fn vcpus(&self, memory_mb: u32) -> f64 {
-        f64::from(memory_mb) / 1769.0
-    }
-    fn invocation_cost(&self, _: u32, _: f64) -> f64 {
-        1.0
     }
 }
 
@@ -122,7 +112,7 @@ fn every_line_of_a_job_names_its_namespace_job_and_epoch() {
 
     let job = job();
     let store = Arc::new(MemoryStore::new());
-    let costs: Arc<dyn siren_scheduler::CostModel> = Arc::new(UnitPrice);
+    let costs: Arc<dyn siren_scheduler::CostModel> = Arc::new(common::UnitPrice);
     let backend = CrashesOnce {
         local: LocalBackend::new(store.clone(), costs.clone()),
         crashed: false,

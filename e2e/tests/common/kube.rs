@@ -8,6 +8,22 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use siren_e2e::{KubeApiServer, RedisServer, free_port, workspace_binary};
 
+/// A client of `apiserver`, as the tests' own code talks to it (the operator reads the same
+/// kubeconfig).
+pub async fn client_of(apiserver: &KubeApiServer) -> kube::Client {
+    client_at(&apiserver.kubeconfig()).await
+}
+
+/// A client of the API server `kubeconfig` names, whose connections live on the calling runtime.
+pub async fn client_at(kubeconfig: &std::path::Path) -> kube::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("client config");
+    kube::Client::try_from(config).expect("client")
+}
+
 pub struct Operator {
     pub child: Child,
     log: PathBuf,
