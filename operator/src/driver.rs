@@ -13,14 +13,13 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use siren_crds::{
     EpochRecord, HyperParameters, JobPhase, StoreKind, StoreRef, StoredDataset,
     TASK_PROTOCOL_VERSION, Task, TaskResult, TrainingJobSpec, TrainingJobStatus,
 };
+pub use siren_scheduler::StopReason;
 use siren_scheduler::{
-    Action, BudgetCheck, CostModel, Decision, EpochCostEstimate, Observation, Scheduler,
-    check_budget,
+    Action, CostModel, EpochCostEstimate, Gate, Limits, Observation, Scheduler, open_epoch,
 };
 use siren_worker::TaskError;
 use siren_worker::data::{DataError, DataSplits, cached_splits};
@@ -71,27 +70,6 @@ pub enum DriverError {
         attempts: u32,
         error: TaskError,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    TargetReached,
-    MaxEpochs,
-    BudgetExhausted,
-    /// `spec.suspend` was set: the job paused after its last finished epoch and can resume.
-    Suspended,
-}
-
-impl StopReason {
-    pub fn condition_reason(self) -> &'static str {
-        match self {
-            StopReason::TargetReached => "TargetAccuracyReached",
-            StopReason::MaxEpochs => "MaxEpochsReached",
-            StopReason::BudgetExhausted => "BudgetExhausted",
-            StopReason::Suspended => "Suspended",
-        }
-    }
 }
 
 /// Notified as the job makes progress; the CLI draws from it, the operator patches status.
@@ -365,9 +343,17 @@ impl JobDriver {
         observer: &mut dyn DriverObserver,
     ) -> Result<Option<StopReason>, DriverError> {
         let observation = self.observe(epoch, run.previous_loss, run.elapsed());
-        let action = match self.scheduler.decide_or_stop(&observation) {
-            Decision::Run(action) => action,
-            Decision::Stop { cheapest } => {
+        let limits = Limits::lambda_memory(run.shard_count as u32);
+        let gate = open_epoch(
+            self.scheduler.as_mut(),
+            &observation,
+            &limits,
+            self.cost_model.as_ref(),
+            run.estimate.as_ref(),
+        );
+        let action = match gate {
+            Gate::Run(action) => action,
+            Gate::SchedulerStopped { cheapest } => {
                 tracing::info!(
                     functions = cheapest.functions,
                     memory_mb = cheapest.memory_mb,
@@ -375,29 +361,19 @@ impl JobDriver {
                 );
                 return Ok(Some(StopReason::BudgetExhausted));
             }
-        };
-        let action = Action {
-            functions: action.functions.clamp(1, run.shard_count as u32),
-            memory_mb: action.memory_mb.clamp(128, 10_240),
-        };
-        let predicted = run
-            .estimate
-            .map(|e| e.predict(self.cost_model.as_ref(), action));
-        if let BudgetCheck::Exhausted {
-            predicted_usd,
-            remaining_usd,
-        } = check_budget(
-            self.spec.budget.max_cost_usd,
-            self.status.cost_usd,
-            predicted,
-        ) {
-            tracing::info!(
+            Gate::BudgetExhausted {
                 predicted_usd,
                 remaining_usd,
-                "budget cannot pay for another epoch"
-            );
-            return Ok(Some(StopReason::BudgetExhausted));
-        }
+                ..
+            } => {
+                tracing::info!(
+                    predicted_usd,
+                    remaining_usd,
+                    "budget cannot pay for another epoch"
+                );
+                return Ok(Some(StopReason::BudgetExhausted));
+            }
+        };
         self.status.functions = action.functions;
         self.status.memory_mb = action.memory_mb;
         self.status.enter_phase(

@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::budget::{BudgetCheck, EpochCostEstimate, check_budget};
+use crate::budget::EpochCostEstimate;
 use crate::cost::CostModel;
-use crate::policy::{Action, Decision, Observation, Scheduler};
+use crate::gate::{Gate, Limits, StopReason, open_epoch};
+use crate::policy::{Action, Observation, Scheduler};
 use crate::simulator::Simulator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -13,16 +14,6 @@ pub struct EpisodeSpec {
     pub target_accuracy: f64,
     pub budget_usd: Option<f64>,
     pub max_epochs: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StopReason {
-    TargetReached,
-    /// The driver's own check refused the next epoch.
-    BudgetExhausted,
-    /// The scheduler asked to stop: nothing it may run is affordable.
-    SchedulerStopped,
-    MaxEpochs,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +56,7 @@ pub fn run_episode(
 ) -> EpisodeResult {
     let platform = sim.platform().clone();
     let pricing = platform.pricing;
+    let limits = Limits::of(&platform);
     let mut spent = 0.0;
     let mut elapsed = 0.0;
     let mut epochs: Vec<EpochRecord> = Vec::new();
@@ -88,24 +80,17 @@ pub fn run_episode(
     };
     for _ in 0..spec.max_epochs {
         let before = observe(&epochs, spent, elapsed);
-        let action = match scheduler.decide_or_stop(&before) {
-            Decision::Run(action) => action,
-            Decision::Stop { .. } => {
+        let action = match open_epoch(scheduler, &before, &limits, &pricing, estimate.as_ref()) {
+            Gate::Run(action) => action,
+            Gate::SchedulerStopped { .. } => {
                 stop = StopReason::SchedulerStopped;
                 break;
             }
+            Gate::BudgetExhausted { .. } => {
+                stop = StopReason::BudgetExhausted;
+                break;
+            }
         };
-        let action = Action {
-            functions: action.functions.clamp(1, platform.max_functions),
-            memory_mb: action
-                .memory_mb
-                .clamp(platform.min_memory_mb, platform.max_memory_mb),
-        };
-        let predicted = estimate.map(|e| e.predict(&pricing, action));
-        if let BudgetCheck::Exhausted { .. } = check_budget(spec.budget_usd, spent, predicted) {
-            stop = StopReason::BudgetExhausted;
-            break;
-        }
         let outcome = sim.step(action);
         spent += outcome.cost_usd;
         elapsed += outcome.seconds;
