@@ -50,8 +50,8 @@ fn lease(name: &str, identity: &str) -> LeaseConfig {
 struct LeaseWatch {
     /// The holder renewed it throughout: no standby took it, and the holder never gave up.
     kept: bool,
-    /// The longest time between two renewals, beyond the renewal period.
-    latest_renewal: Duration,
+    /// How much longer than the renewal period the longest time between two renewals was.
+    renewal_delay: Duration,
 }
 
 /// Runs `work` on `runtime` while a leader on that runtime holds the Lease `name`, and a standby
@@ -118,7 +118,7 @@ fn watch_lease_during<T: Send + 'static>(
     keeping.abort();
     let watch = LeaseWatch {
         kept: !standby_took_it && !leader_gave_up,
-        latest_renewal: longest_gap.saturating_sub(LEASE / 3),
+        renewal_delay: longest_gap.saturating_sub(LEASE / 3),
     };
     (watch, value)
 }
@@ -155,7 +155,7 @@ fn the_lease_is_renewed_while_a_job_loads_trains_and_evaluates_full_fashion_mnis
     assert_eq!(outcome.status.epoch, 1, "{:?}", outcome.status);
     eprintln!(
         "the job (load, one epoch, evaluation) ran {run_time:?}; renewals at most {:?} late",
-        driven.latest_renewal
+        driven.renewal_delay
     );
     assert!(
         driven.kept,
@@ -190,19 +190,19 @@ fn the_lease_is_renewed_while_a_job_loads_trains_and_evaluates_full_fashion_mnis
         watch_lease_during(&apiserver, &runtime, "siren-e2e-inline", inline);
     eprintln!(
         "inline: loading {loading:?}, evaluation {evaluation:?}; renewals at most {:?} late",
-        inline.latest_renewal
+        inline.renewal_delay
     );
     // Blocking the runtime for the load delays a renewal by about as long: the test can see it.
     assert!(
-        inline.latest_renewal >= loading / 2,
+        inline.renewal_delay >= loading / 2,
         "loading ({loading:?}) inline on the runtime delayed no renewal ({:?}): the test cannot \
          see a blocked runtime here",
-        inline.latest_renewal
+        inline.renewal_delay
     );
     assert!(
-        driven.latest_renewal < inline.latest_renewal / 2,
+        driven.renewal_delay < inline.renewal_delay / 2,
         "renewals came up to {:?} late while the job ran, against {:?} with its work inline",
-        driven.latest_renewal,
-        inline.latest_renewal
+        driven.renewal_delay,
+        inline.renewal_delay
     );
 }

@@ -32,6 +32,7 @@ use self::metrics::{JobLabels, Metrics};
 use self::report::{JobReporter, MANAGER};
 use self::run::{JobRun, RunOptions};
 use crate::backend::remove_functions;
+use crate::job_span::job_span;
 
 /// Holds a job until its functions and store keys are gone.
 pub const FINALIZER: &str = "siren.dev/cleanup";
@@ -137,12 +138,8 @@ async fn reconcile(
 
 fn error_policy(job: Arc<TrainingJob>, error: &ControllerError, context: Arc<Context>) -> Action {
     context.metrics.reconcile_failures.inc();
-    tracing::warn!(
-        namespace = job.namespace().as_deref().unwrap_or("default"),
-        job = %job.name_any(),
-        %error,
-        "reconcile failed; retrying"
-    );
+    let _job = job_span(&job).entered();
+    tracing::warn!(%error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(10))
 }
 
