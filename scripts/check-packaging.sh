@@ -424,7 +424,7 @@ def read_by_code(name):
     """Whether an environment variable's name appears, quoted, in the workspace's Rust sources."""
     needle = f'"{name}"'
     return any(needle in path.read_text(errors="replace")
-               for crate in ("crds", "worker", "scheduler", "operator")
+               for crate in ("crds", "data", "store", "worker", "scheduler", "driver", "operator", "cli")
                for path in (ROOT / crate / "src").rglob("*.rs"))
 
 

@@ -2,7 +2,7 @@
 """Checks that docs/user-guide.md covers the whole TrainingJob API.
 
     python3 scripts/check-user-guide.py [--crd crds/trainingjob.yaml] [--guide docs/user-guide.md]
-                                        [--operator operator/src]
+                                        [--operator operator/src driver/src ...]
 
 Exits 0 when everything is covered, 1 with the list of what is missing. Needs PyYAML.
 
@@ -18,8 +18,9 @@ What counts as covered:
 - **Enum values.** Every value an enum field accepts (`knative`, `lambda-arm`, `Suspended`, ...)
   must appear in backticks somewhere in the guide.
 - **Condition reasons.** Every reason the operator can give a phase (string literals after
-  `JobPhase::X,` in operator/src, and the match arms of `fn reason` / `fn condition_reason`)
-  must appear in backticks in the guide. Test modules are ignored. `--operator ''` skips this.
+  `JobPhase::X,` in the operator's and the driver's sources and the scheduler's epoch gate and the store's errors, and
+  the match arms of `fn reason` / `fn condition_reason`) must appear in backticks in the guide.
+  Test modules are ignored. `--operator` with no path skips this.
 """
 
 import argparse
@@ -100,10 +101,13 @@ def field_covered(path, sections, everywhere):
     return False
 
 
-def operator_reasons(src):
+def operator_reasons(sources):
     """Condition reasons the operator sets, from its sources (test modules left out)."""
     reasons = set()
-    for file in sorted(Path(src).rglob("*.rs")):
+    files = []
+    for source in map(Path, sources):
+        files += [source] if source.is_file() else sorted(source.rglob("*.rs"))
+    for file in files:
         if file.name == "tests.rs":
             continue
         text = file.read_text(encoding="utf-8")
@@ -118,7 +122,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crd", default=ROOT / "crds/trainingjob.yaml", type=Path)
     parser.add_argument("--guide", default=ROOT / "docs/user-guide.md", type=Path)
-    parser.add_argument("--operator", default=str(ROOT / "operator/src"))
+    parser.add_argument("--operator", nargs="*",
+                        default=[str(ROOT / d) for d in ("operator/src", "driver/src", "scheduler/src/gate.rs", "store/src/lib.rs")])
     args = parser.parse_args()
 
     crd = yaml.safe_load(args.crd.read_text(encoding="utf-8"))

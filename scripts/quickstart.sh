@@ -15,7 +15,7 @@ if [ ! -f "$built_once" ]; then
   echo "first run: building Siren, about $cold_build_minutes minutes on 2 cores (later runs start at once)" >&2
 fi
 started=$SECONDS
-cargo build --release --locked -p siren-operator --no-default-features --bin siren
+cargo build --release --locked -p siren-cli --no-default-features --bin siren
 elapsed=$((SECONDS - started))
 touch "$built_once"
 printf 'build: %d min %02d s\n' $((elapsed / 60)) $((elapsed % 60)) >&2

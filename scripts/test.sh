@@ -19,7 +19,7 @@ fi
 cargo fmt --all -- --check
 cargo clippy --release --locked --all-targets -- -D warnings
 # The quickstart's build of `siren` (scripts/quickstart.sh): no default features.
-cargo clippy --release --locked -p siren-operator --no-default-features --bin siren -- -D warnings
+cargo clippy --release --locked -p siren-cli --no-default-features --bin siren -- -D warnings
 cargo test --release --locked --workspace
 # The Helm chart and config/operator's manifests (about 25 s): static checks (CRD copies, values
 # schema, helm lint, docs/api-reference.md), then installs into a real kube-apiserver, where the

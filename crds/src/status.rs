@@ -71,28 +71,7 @@ pub struct TrainingJobStatus {
     pub spec_fingerprint: BTreeMap<String, String>,
 }
 
-/// One finished epoch.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EpochRecord {
-    /// 1-based epoch number.
-    pub epoch: u32,
-    pub functions: u32,
-    pub memory_mb: u32,
-    /// Mean training loss the functions reported.
-    pub train_loss: f64,
-    /// Loss on the test split after the epoch.
-    pub loss: f64,
-    pub accuracy: f64,
-    /// Wall time of the epoch (fan-out to last result), without evaluation.
-    pub seconds: f64,
-    pub cost_usd: f64,
-    pub cumulative_cost_usd: f64,
-    pub samples: u64,
-    pub updates: u64,
-    pub mean_staleness: f64,
-    pub max_staleness: u64,
-}
+pub use siren_scheduler::EpochRecord;
 
 /// Standard condition types, as Kubeflow's training operator uses them.
 pub mod condition_type {

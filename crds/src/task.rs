@@ -149,6 +149,36 @@ pub struct Timing {
     pub total: f64,
 }
 
+/// A task that produced no result, as a function answers it and as a backend reports it: what went
+/// wrong and whether the same task may succeed on another function. The one failure type on the
+/// wire, whatever carried the task (HTTP, Lambda, a thread of the driver's process).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Error)]
+#[serde(rename_all = "camelCase")]
+#[error("{error}")]
+pub struct TaskFailure {
+    pub error: String,
+    pub retryable: bool,
+}
+
+impl TaskFailure {
+    /// A failure of the function or its platform (a crash, a timeout, an unreachable store):
+    /// another function may well succeed.
+    pub fn retryable(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure of the task itself (an invalid payload, corrupt data): every function fails it.
+    pub fn fatal(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            retryable: false,
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum TaskDecodeError {
     #[error("task payload is not valid JSON for a task at `{path}`: {message}")]

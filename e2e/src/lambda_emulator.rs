@@ -27,9 +27,14 @@ impl LambdaEmulator {
 
     fn start_on(port: u16) -> Result<Self, String> {
         let log = tempfile::NamedTempFile::new().expect("log file");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        // The running test's package, as cargo says now: a directory compiled into this library
+        // may be another clone's, since clones share one build directory.
+        let package = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        let workspace = package
             .parent()
-            .expect("the workspace holds the e2e crate");
+            .expect("the workspace holds every package")
+            .to_path_buf();
         // `cargo-lambda` itself rather than `cargo lambda`: cargo would run it as a child of its
         // own, which killing cargo leaves behind, holding the port.
         let child = Command::new("cargo-lambda")

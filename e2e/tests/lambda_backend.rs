@@ -24,17 +24,16 @@ use siren_crds::{
     BackendKind, JobPhase, LambdaSpec, StoreKind, StoreRef, TASK_PROTOCOL_VERSION, Task,
     TrainingJob,
 };
-use siren_e2e::{
-    ACCESS_KEY_ID, LAMBDA_FUNCTION, LambdaEmulator, S3Server, SECRET_ACCESS_KEY, lambda_binary,
-};
-use siren_operator::backend::{
+use siren_driver::backend::{
     Assignment, BackendError, FunctionBackend, Invocation, LambdaBackend, LambdaControl,
     PoolLimits, lambda_client,
 };
-use siren_operator::{Silent, driver_with_backend};
+use siren_driver::{Silent, driver_with_backend};
+use siren_e2e::{
+    ACCESS_KEY_ID, LAMBDA_FUNCTION, LambdaEmulator, S3Server, SECRET_ACCESS_KEY, lambda_binary,
+};
 use siren_scheduler::{Action, CostModel, LambdaPricing};
-use siren_worker::TaskError;
-use siren_worker::store::connect_store;
+use siren_store::connect_store;
 
 const MEMORY_MB: u32 = 1769;
 
@@ -192,7 +191,7 @@ fn lambda_functions_train_two_epochs_and_the_cost_is_their_billed_time() {
     };
     let outcome = runtime
         .block_on(async {
-            driver_with_backend(&job, Some(Box::new(backend)))
+            driver_with_backend(&job, Box::new(backend))
                 .await?
                 .run(&mut Silent)
                 .await
@@ -266,9 +265,9 @@ fn lambda_functions_train_two_epochs_and_the_cost_is_their_billed_time() {
             .await
     });
     match &invocations[0].result {
-        Err(TaskError::Invalid(message)) => {
-            assert!(message.contains("Siren.Invalid"), "{message}");
-            assert!(message.contains("protocol"), "{message}");
+        Err(failure) if !failure.retryable => {
+            assert!(failure.error.contains("Siren.Invalid"), "{failure}");
+            assert!(failure.error.contains("protocol"), "{failure}");
         }
         other => panic!("expected a final error, got {other:?}"),
     }

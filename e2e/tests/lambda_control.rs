@@ -9,8 +9,8 @@
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use siren_crds::LambdaSpec;
+use siren_driver::backend::{AwsLambdaControl, LambdaControl, lambda_client};
 use siren_e2e::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
-use siren_operator::backend::{AwsLambdaControl, LambdaControl, lambda_client};
 
 #[test]
 fn memory_changes_go_through_update_function_configuration() {

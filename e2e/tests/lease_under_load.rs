@@ -20,10 +20,10 @@ use common::kube::{client_at, client_of};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use siren_crds::parse_manifest;
+use siren_data::load_splits;
+use siren_driver::{Silent, driver_for};
 use siren_e2e::KubeApiServer;
-use siren_operator::controller::leader::{self, LeaseConfig};
-use siren_operator::{Silent, driver_for};
-use siren_worker::data::load_splits;
+use siren_operator::leader::{self, LeaseConfig};
 use siren_worker::model::{Architecture, Evaluator};
 use tokio::runtime::Runtime;
 

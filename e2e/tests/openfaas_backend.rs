@@ -6,13 +6,13 @@ mod common;
 use common::{job, on, runtime};
 use serde_json::json;
 use siren_crds::{BackendKind, JobPhase, OpenFaasSpec, TrainingJob};
-use siren_e2e::{FakeOpenFaas, RedisServer};
-use siren_operator::backend::PoolLimits;
-use siren_operator::backend::openfaas::{
+use siren_driver::backend::PoolLimits;
+use siren_driver::backend::openfaas::{
     BasicAuth, Gateway, OpenFaasBackend, OpenFaasTarget, deployment,
 };
-use siren_operator::driver::DriverError;
-use siren_operator::{JobOutcome, Silent, driver_with_backend};
+use siren_driver::driver::DriverError;
+use siren_driver::{JobOutcome, Silent, driver_with_backend};
+use siren_e2e::{FakeOpenFaas, RedisServer};
 use siren_scheduler::Action;
 
 const USER: &str = "admin";
@@ -49,7 +49,7 @@ fn run_on_gateway(job: &TrainingJob, password: &str) -> Result<JobOutcome, Drive
     let backend = OpenFaasBackend::new(target(job, password), PoolLimits::of(&job.spec.backend))
         .expect("backend");
     runtime().block_on(async {
-        driver_with_backend(job, Some(Box::new(backend)))
+        driver_with_backend(job, Box::new(backend))
             .await?
             .run(&mut Silent)
             .await
@@ -150,7 +150,8 @@ fn wrong_credentials_fail_the_job_with_a_reason_a_person_can_act_on() {
         Ok(outcome) => panic!("ran with wrong credentials: {:?}", outcome.status.phase),
         Err(error) => error,
     };
-    assert_eq!(error.reason(), "BackendFailed");
+    // Credentials the gateway refuses are the job's configuration to fix, not a platform failure.
+    assert_eq!(error.reason(), "BackendMisconfigured");
     let message = error.to_string();
     assert!(
         message.contains("401") && message.contains("credentialsSecret"),

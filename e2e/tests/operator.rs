@@ -169,6 +169,9 @@ spec:
             .is_some_and(|m| m.contains("/nonexistent/train.csv")),
         "{failed_condition}"
     );
+    let line = r#"siren_job_failures_total{reason="DatasetUnavailable"} 1"#;
+    let metrics = operator.wait_for_metric(line);
+    assert!(metrics.lines().any(|l| l == line), "{metrics}");
 }
 
 /// A 1.20 API server enforces no CEL rules, so the operator itself refuses edits to what a

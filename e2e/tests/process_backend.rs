@@ -5,8 +5,8 @@ mod common;
 
 use common::{job, on, run, store_stats};
 use siren_crds::BackendKind;
+use siren_driver::{JobOutcome, Silent};
 use siren_e2e::RedisServer;
-use siren_operator::{JobOutcome, Silent};
 
 #[test]
 fn one_worker_process_trains_exactly_like_the_local_backend() {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use siren_e2e::RedisServer;
-use siren_worker::store::{ParameterStore, RedisStore, Snapshot, StoreError, Update, conformance};
+use siren_store::{ParameterStore, RedisStore, Snapshot, StoreError, Update, conformance};
 
 async fn store(url: &str, job: &str, chunk_values: usize) -> RedisStore {
     RedisStore::connect(url, job, chunk_values, Duration::from_secs(5))

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use common::try_run as run;
 use siren_crds::{JobPhase, StoreKind, TrainingJob, parse_manifest, read_manifest};
+use siren_driver::{DriverObserver, JobOutcome, Silent};
 use siren_e2e::RedisServer;
-use siren_operator::{DriverObserver, JobOutcome, Silent};
 
 fn synthetic_job(functions: u32, epochs: u32) -> TrainingJob {
     let text = format!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use siren_e2e::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
-use siren_worker::store::{
+use siren_store::{
     ParameterStore, S3Options, S3Store, Snapshot, StaticCredentials, StoreError, Update,
     conformance,
 };
@@ -277,7 +277,7 @@ async fn checkpoints_restore_and_clear() {
     client.checkpoint(5).await.expect("checkpoint");
     assert_eq!(
         client.latest_checkpoint().await.expect("latest"),
-        Some(siren_worker::store::CheckpointInfo {
+        Some(siren_store::CheckpointInfo {
             epoch: 5,
             version: 3
         })

@@ -7,6 +7,7 @@ use crate::budget::EpochCostEstimate;
 use crate::cost::CostModel;
 use crate::gate::{Gate, Limits, StopReason, open_epoch};
 use crate::policy::{Action, Observation, Scheduler};
+use crate::record::EpochRecord;
 use crate::simulator::Simulator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -14,15 +15,6 @@ pub struct EpisodeSpec {
     pub target_accuracy: f64,
     pub budget_usd: Option<f64>,
     pub max_epochs: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    pub action: Action,
-    pub seconds: f64,
-    pub cost_usd: f64,
-    pub accuracy: f64,
-    pub loss: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,7 +66,7 @@ pub fn run_episode(
             spent_usd: spent,
             budget_usd: spec.budget_usd,
             elapsed_seconds: elapsed,
-            last_action: last.map(|r| r.action),
+            last_action: last.map(EpochRecord::action),
             last_epoch_seconds: last.map(|r| r.seconds),
         }
     };
@@ -99,12 +91,20 @@ pub fn run_episode(
             action,
             &outcome.function_seconds,
         ));
+        // The simulator models one loss curve and neither updates nor staleness: those fields
+        // stay as the driver's record would have them for an epoch that pushed nothing.
         epochs.push(EpochRecord {
-            action,
+            epoch: epochs.len() as u32 + 1,
+            functions: action.functions,
+            memory_mb: action.memory_mb,
+            train_loss: outcome.loss,
+            loss: outcome.loss,
+            accuracy: outcome.accuracy,
             seconds: outcome.seconds,
             cost_usd: outcome.cost_usd,
-            accuracy: outcome.accuracy,
-            loss: outcome.loss,
+            cumulative_cost_usd: spent,
+            samples: sim.job().samples_per_epoch,
+            ..EpochRecord::default()
         });
         let after = observe(&epochs, spent, elapsed);
         scheduler.record(&before, action, &after);
@@ -154,7 +154,7 @@ mod tests {
         };
         let result = run_episode(&mut sim, &mut StaticScheduler::new(action), &spec);
         assert!(result.reached());
-        assert!(result.epochs.iter().all(|r| r.action == action));
+        assert!(result.epochs.iter().all(|r| r.action() == action));
         let total: f64 = result.epochs.iter().map(|r| r.cost_usd).sum();
         assert!((total - result.cost_usd).abs() < 1e-12);
     }

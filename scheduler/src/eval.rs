@@ -13,6 +13,7 @@ use crate::drl::{DrlScheduler, Policy};
 use crate::episode::{EpisodeResult, run_episode};
 use crate::grid::ActionGrid;
 use crate::policy::{Action, Scheduler, StaticScheduler};
+use crate::record::EpochRecord;
 use crate::simjob::{SimJob, SimJobConfig};
 use crate::simulator::EpochModel;
 use crate::train::HELD_OUT_SEEDS;
@@ -226,8 +227,8 @@ fn trace(job: &SimJob, result: &EpisodeResult) -> ScheduleTrace {
         job_seed: job.seed,
         budget_usd: job.budget_usd,
         target_accuracy: job.target_accuracy,
-        functions: result.epochs.iter().map(|e| e.action.functions).collect(),
-        memory_mb: result.epochs.iter().map(|e| e.action.memory_mb).collect(),
+        functions: result.epochs.iter().map(|e| e.functions).collect(),
+        memory_mb: result.epochs.iter().map(|e| e.memory_mb).collect(),
         accuracy: result.epochs.iter().map(|e| e.accuracy).collect(),
         epoch_seconds: result.epochs.iter().map(|e| e.seconds).collect(),
         cumulative_cost_usd: result
@@ -265,7 +266,7 @@ pub fn evaluate(policy: &Policy, config: &EvalConfig) -> EvalReport {
             let changes = drl_result
                 .epochs
                 .windows(2)
-                .any(|pair| pair[0].action != pair[1].action);
+                .any(|pair| pair[0].action() != pair[1].action());
             if !trace_changes && (changes || drl_trace.is_none()) {
                 drl_trace = Some(trace(&job, &drl_result));
                 trace_changes = changes;
@@ -538,7 +539,7 @@ fn compare_experience(
                 functions: 1,
                 memory_mb: 1769,
             },
-            |e| e.action,
+            EpochRecord::action,
         );
         bo.observe_run(BoObservation {
             action,

@@ -18,6 +18,7 @@ pub mod mask;
 pub mod nn;
 pub mod policy;
 pub mod profile;
+pub mod record;
 pub mod simjob;
 pub mod simulator;
 pub mod stats;
@@ -37,6 +38,7 @@ pub use profile::{
     CalibratedProfile, ColdStart, JobProfile, LossCurve, PlatformProfile, ProfileError,
     StoreProfile, Stragglers,
 };
+pub use record::EpochRecord;
 pub use simjob::{SimJob, SimJobConfig};
 pub use simulator::{EpochModel, EpochOutcome, Simulator, WarmPool};
 pub use train::{TrainingConfig, TrainingReport, train_offline};

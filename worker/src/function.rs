@@ -5,11 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-use siren_crds::{StoreRef, Task, TaskDecodeError, TaskResult};
+use siren_crds::{StoreRef, Task, TaskDecodeError, TaskFailure, TaskResult};
+use siren_store::{ParameterStore, connect_store};
 use tokio::sync::Mutex;
 
-use crate::store::{ParameterStore, connect_store};
 use crate::{FunctionState, TaskError};
 
 #[cfg(feature = "http")]
@@ -19,15 +18,6 @@ pub use http::router;
 
 /// Tasks are small JSON documents of references; anything larger is not a task.
 pub const MAX_TASK_BYTES: usize = 1 << 20;
-
-/// What a function answers when a task does not produce a result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FunctionError {
-    pub error: String,
-    /// Whether the same task may succeed on another function.
-    pub retryable: bool,
-}
 
 /// One function instance: the warm state a serverless platform keeps between invocations.
 pub struct FunctionServer {
@@ -90,8 +80,9 @@ impl Rejection {
         }
     }
 
-    pub fn to_function_error(&self) -> FunctionError {
-        FunctionError {
+    /// What the function answers: the failure type every transport and backend shares.
+    pub fn to_failure(&self) -> TaskFailure {
+        TaskFailure {
             error: self.message(),
             retryable: self.retryable(),
         }

@@ -1,10 +1,8 @@
 //! The Siren function: everything a worker needs to turn a task into pushed updates.
 
-pub mod data;
 pub mod function;
 pub mod logs;
 pub mod model;
-pub mod store;
 pub mod train;
 
 pub use train::{FunctionState, TaskError};

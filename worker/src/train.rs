@@ -14,9 +14,9 @@ use rand_chacha::ChaCha8Rng;
 use siren_crds::{StalenessStats, TASK_PROTOCOL_VERSION, Task, TaskResult, Timing};
 use thiserror::Error;
 
-use crate::data::{DataError, DataSplits, Dataset, cached_splits};
 use crate::model::{Architecture, ComputeEngine, GradientComputer, ModelError};
-use crate::store::{ParameterStore, StoreError, Update, fetch_shards};
+use siren_data::{DataError, DataSplits, Dataset, cached_splits};
+use siren_store::{ParameterStore, StoreError, Update, fetch_shards};
 
 #[derive(Debug, Error)]
 pub enum TaskError {
@@ -281,10 +281,10 @@ impl FunctionState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
     use siren_crds::{
         DatasetSpec, HyperParameters, ModelKind, ModelSpec, StoreRef, SyntheticSource,
     };
+    use siren_store::MemoryStore;
 
     fn task(shards: Vec<u32>, steps_per_push: u32) -> Task {
         Task {
@@ -425,7 +425,7 @@ mod tests {
 
         let shards_store = store_for(&from_files).await;
         let (splits, _) = cached_splits(&from_files.dataset, from_files.seed).expect("data");
-        let report = crate::store::upload_dataset(&shards_store, &splits.train, 100)
+        let report = siren_store::upload_dataset(&shards_store, &splits.train, 100)
             .await
             .expect("upload");
         let mut from_store = from_files.clone();

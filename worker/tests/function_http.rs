@@ -4,15 +4,15 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use siren_crds::TaskFailure;
 use siren_crds::{
     HyperParameters, ModelKind, ModelSpec, StoreKind, StoreRef, StoreSpec, SyntheticSource,
     TASK_PROTOCOL_VERSION, Task, TaskResult,
 };
+use siren_data::cached_splits;
 use siren_e2e::{RedisServer, free_port};
-use siren_worker::data::cached_splits;
-use siren_worker::function::FunctionError;
+use siren_store::{ParameterStore, RedisStore, upload_dataset};
 use siren_worker::model::Architecture;
-use siren_worker::store::{ParameterStore, RedisStore, upload_dataset};
 
 struct Worker {
     child: Child,
@@ -134,7 +134,7 @@ fn store_version(redis: &RedisServer, job: &str) -> u64 {
     })
 }
 
-fn error_of(body: &[u8]) -> FunctionError {
+fn error_of(body: &[u8]) -> TaskFailure {
     serde_json::from_slice(body).expect("a JSON error")
 }
 

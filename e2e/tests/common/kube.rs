@@ -27,6 +27,7 @@ pub async fn client_at(kubeconfig: &std::path::Path) -> kube::Client {
 pub struct Operator {
     pub child: Child,
     log: PathBuf,
+    probe_port: u16,
 }
 
 impl Operator {
@@ -41,6 +42,7 @@ impl Operator {
         extra: &[&str],
     ) -> Self {
         let log = dir.join(format!("operator-{generation}.log"));
+        let probe_port = free_port();
         let child = Command::new(workspace_binary("siren-operator"))
             .env("KUBECONFIG", apiserver.kubeconfig())
             .env("SIREN_LOG", "info,kube=warn")
@@ -48,12 +50,38 @@ impl Operator {
             .args(["--lease-namespace", apiserver.namespace()])
             .args(extra)
             .arg("--probe-address")
-            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg(format!("127.0.0.1:{probe_port}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("operator log"))
             .spawn()
             .expect("siren-operator runs");
-        Self { child, log }
+        Self {
+            child,
+            log,
+            probe_port,
+        }
+    }
+
+    /// Waits (up to 10 s) for `/metrics` to show `line`, and returns the whole exposition.
+    pub fn wait_for_metric(&self, line: &str) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.probe_port);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let started = Instant::now();
+        loop {
+            let text = runtime.block_on(async {
+                match reqwest::get(&url).await {
+                    Ok(response) => response.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                }
+            });
+            if text.lines().any(|l| l == line) || started.elapsed() > Duration::from_secs(10) {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn kill(&mut self) {

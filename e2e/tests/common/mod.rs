@@ -13,11 +13,11 @@ use std::time::Duration;
 use siren_crds::{
     BackendKind, EpochRecord, StoreKind, TrainingJob, TrainingJobStatus, parse_manifest,
 };
+use siren_driver::driver::DriverError;
+use siren_driver::{DriverObserver, JobOutcome, driver_for};
 use siren_e2e::RedisServer;
-use siren_operator::driver::DriverError;
-use siren_operator::{DriverObserver, JobOutcome, driver_for};
 use siren_scheduler::Action;
-use siren_worker::store::{ParameterStore, RedisStore, StoreStats};
+use siren_store::{ParameterStore, RedisStore, StoreStats};
 
 pub fn job(name: &str, functions: u32, epochs: u32, samples: u32, hidden: &str) -> TrainingJob {
     let text = format!(

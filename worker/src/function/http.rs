@@ -40,7 +40,7 @@ impl Rejection {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(self.to_function_error())).into_response()
+        (self.status(), axum::Json(self.to_failure())).into_response()
     }
 }
 

@@ -56,7 +56,7 @@ impl Architecture {
         if input_dim == 0
             || input_dim > 1 << 24
             || classes == 0
-            || classes > crate::data::MAX_CLASSES
+            || classes > siren_data::MAX_CLASSES
         {
             return Err(ModelError::Incompatible {
                 model,

@@ -1,0 +1,75 @@
+//! Invoking a function over HTTP, as Knative Services, OpenFaaS functions and the process backend's
+//! workers are: the task as a JSON body, its result or a `TaskFailure` as the answer.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use siren_crds::{Task, TaskFailure, TaskResult};
+
+use super::slots::run_on_slots;
+use super::{Assignment, Invocation, PoolLimits};
+
+/// Runs an epoch's assignments over HTTP, slot `i` at `urls[i]`. A pool behind one address (a
+/// Knative Service, an OpenFaaS function) repeats it once per function. Functions in a cluster are
+/// paid for as long as they work on a task, so that is what each invocation bills.
+pub async fn run_over_http(
+    client: &reqwest::Client,
+    urls: Vec<String>,
+    limits: PoolLimits,
+    assignments: Vec<Assignment>,
+    progress: Arc<AtomicU64>,
+) -> Vec<Invocation> {
+    let timeout = limits.task_timeout;
+    run_on_slots(
+        assignments,
+        urls.len(),
+        limits.straggler_factor,
+        Some(progress),
+        |slot, task| {
+            let (client, url) = (client.clone(), urls[slot].clone());
+            Box::pin(async move {
+                let started = Instant::now();
+                let result = invoke(client, url, task, timeout).await;
+                (result, started.elapsed().as_secs_f64())
+            })
+        },
+    )
+    .await
+}
+
+/// What an HTTP invocation came to.
+async fn invoke(
+    client: reqwest::Client,
+    url: String,
+    task: Task,
+    timeout: Duration,
+) -> Result<TaskResult, TaskFailure> {
+    let response = client
+        .post(&url)
+        .timeout(timeout)
+        .json(&task)
+        .send()
+        .await
+        .map_err(|e| TaskFailure::retryable(format!("invoking {url}: {e}")))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| TaskFailure::retryable(format!("reading the answer of {url}: {e}")))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            TaskFailure::retryable(format!(
+                "{url} answered something that is not a result: {e}"
+            ))
+        });
+    }
+    let failure: TaskFailure = serde_json::from_slice(&bytes).unwrap_or_else(|_| TaskFailure {
+        error: String::from_utf8_lossy(&bytes).into_owned(),
+        retryable: status.is_server_error() || status.as_u16() == 429,
+    });
+    Err(TaskFailure {
+        error: format!("{url} answered {status}: {}", failure.error),
+        retryable: failure.retryable,
+    })
+}

@@ -1,0 +1,206 @@
+//! Resolves a TrainingJob into everything its run needs, once: the data splits and the model's
+//! architecture, the scheduler (with the DRL agent's policy, profiles and compute probe), the
+//! prices, the store and the backend. The `siren` CLI and the operator both start jobs here; the
+//! driver only runs what this module built.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use siren_crds::{SchedulerPolicy, StoreKind, StoreRef, TrainingJob, TrainingJobSpec};
+use siren_data::{DataError, DataSplits, cached_splits};
+use siren_scheduler::{Action, CostModel, DrlScheduler, Scheduler, StaticScheduler};
+use siren_store::{MemoryStore, ParameterStore, StoreError, connect_store};
+use siren_worker::model::{Architecture, ModelError};
+use thiserror::Error;
+
+use crate::backend::{BackendError, BackendOptions, FunctionBackend, backend_for};
+use crate::blocking::off_runtime;
+use crate::driver::JobDriver;
+use crate::learned::{
+    LearnedError, LearningScheduler, load_policy, measure_compute, profiles, read_profile,
+};
+use crate::pricing::cost_model;
+
+/// Why a job could not be resolved into a run: nothing has trained yet.
+#[derive(Debug, Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("parameter store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] LearnedError),
+}
+
+impl ResolveError {
+    /// The condition reason of a job that could not start.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ResolveError::Data(_) => "DatasetUnavailable",
+            ResolveError::Model(_) => "ModelIncompatible",
+            ResolveError::Store(error) => error.reason(),
+            ResolveError::Backend(error) => error.reason(),
+            ResolveError::Scheduler(_) => "SchedulerUnavailable",
+        }
+    }
+}
+
+/// A job's data as its run uses it: the splits its functions train on and the driver evaluates
+/// on, and the architecture they imply.
+pub struct JobData {
+    pub splits: Arc<DataSplits>,
+    pub architecture: Architecture,
+}
+
+impl JobData {
+    /// Loads (or takes from the process's cache) the job's splits. Blocking: call it off the
+    /// async runtime.
+    pub fn load(spec: &TrainingJobSpec) -> Result<Self, ResolveError> {
+        let (splits, _) = cached_splits(&spec.dataset, spec.training.seed)?;
+        let architecture = Architecture::new(
+            &spec.model,
+            splits.train.dim,
+            splits.train.classes,
+            splits.train.image,
+        )?;
+        Ok(Self {
+            splits,
+            architecture,
+        })
+    }
+}
+
+/// Everything a run needs, resolved from its TrainingJob.
+pub struct ResolvedJob {
+    pub name: String,
+    pub spec: TrainingJobSpec,
+    pub data: JobData,
+    pub store: Arc<dyn ParameterStore>,
+    pub backend: Box<dyn FunctionBackend>,
+    pub scheduler: Box<dyn Scheduler>,
+    pub cost_model: Arc<dyn CostModel>,
+    /// Where a learning scheduler's updated policy is saved after the job.
+    pub scheduler_state: Option<PathBuf>,
+}
+
+/// How to resolve a job's backend.
+#[derive(Default)]
+pub struct ResolveOptions {
+    pub backend: BackendOptions,
+    /// This backend instead of the one the spec names, e.g. a Lambda backend whose control plane
+    /// is an emulator's.
+    pub backend_instead: Option<Box<dyn FunctionBackend>>,
+}
+
+/// Resolves `job`. Loading the data and probing compute run on a blocking thread; connecting to
+/// the store and the platform on the caller's runtime.
+pub async fn resolve(
+    job: &TrainingJob,
+    options: ResolveOptions,
+) -> Result<ResolvedJob, ResolveError> {
+    let name = job
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "job".to_string());
+    let spec = job.spec.clone();
+    let cost_model = cost_model(&spec.backend.pricing);
+    let on_blocking_thread = spec.clone();
+    let (data, scheduler, scheduler_state) = off_runtime(move || {
+        let data = JobData::load(&on_blocking_thread)?;
+        let (scheduler, saved_to) = scheduler_for(&on_blocking_thread, &data)?;
+        Ok::<_, ResolveError>((data, scheduler, saved_to))
+    })
+    .await?;
+    let store: Arc<dyn ParameterStore> = match spec.store.kind {
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        _ => connect_store(&StoreRef::from_spec(&spec.store), &name).await?,
+    };
+    let backend = match options.backend_instead {
+        Some(backend) => backend,
+        None => backend_for(job, &store, &cost_model, &options.backend).await?,
+    };
+    Ok(ResolvedJob {
+        name,
+        spec,
+        data,
+        store,
+        backend,
+        scheduler,
+        cost_model,
+        scheduler_state,
+    })
+}
+
+/// The driver of `job`, resolved with its own backend.
+pub async fn driver_for(job: &TrainingJob) -> Result<JobDriver, ResolveError> {
+    Ok(JobDriver::new(
+        resolve(job, ResolveOptions::default()).await?,
+    ))
+}
+
+/// The driver of `job`, with `backend` instead of the one its spec names.
+pub async fn driver_with_backend(
+    job: &TrainingJob,
+    backend: Box<dyn FunctionBackend>,
+) -> Result<JobDriver, ResolveError> {
+    let options = ResolveOptions {
+        backend_instead: Some(backend),
+        ..ResolveOptions::default()
+    };
+    Ok(JobDriver::new(resolve(job, options).await?))
+}
+
+/// The job's scheduler, and where a learning one saves what it learns.
+fn scheduler_for(
+    spec: &TrainingJobSpec,
+    data: &JobData,
+) -> Result<(Box<dyn Scheduler>, Option<PathBuf>), ResolveError> {
+    match spec.scheduler.policy {
+        SchedulerPolicy::Static => Ok((
+            Box::new(StaticScheduler::new(Action {
+                functions: spec.scheduler.functions,
+                memory_mb: spec.scheduler.memory_mb,
+            })),
+            None,
+        )),
+        SchedulerPolicy::Drl => {
+            let (agent, saved_to) = drl_scheduler(spec, data)?;
+            Ok((Box::new(agent), Some(saved_to)))
+        }
+    }
+}
+
+/// The DRL agent for this job, and the file its online updates are saved to.
+fn drl_scheduler(
+    spec: &TrainingJobSpec,
+    data: &JobData,
+) -> Result<(LearningScheduler, PathBuf), ResolveError> {
+    let (policy, saved_to) = load_policy(spec)?;
+    let calibrated = match &spec.scheduler.profile_file {
+        Some(path) => Some(read_profile(Path::new(path))?),
+        None => None,
+    };
+    let (architecture, splits) = (&data.architecture, data.splits.as_ref());
+    let (job, platform) = profiles(spec, architecture, splits, calibrated, || {
+        measure_compute(
+            architecture,
+            splits,
+            spec.training.batch_size as usize,
+            1,
+            COMPUTE_PROBE_SECONDS,
+        )
+    })?;
+    let agent = DrlScheduler::new(policy, job, platform);
+    Ok((
+        LearningScheduler::new(agent, spec.scheduler.online_learning),
+        saved_to,
+    ))
+}
+
+/// Long enough to time a few dozen batches of any sample model, short beside an epoch.
+const COMPUTE_PROBE_SECONDS: f64 = 0.5;
