@@ -10,7 +10,7 @@ mod plot;
 mod scheduler_cmd;
 #[cfg(all(feature = "redis", feature = "s3"))]
 mod store_bench;
-mod train;
+mod train_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -157,13 +157,13 @@ fn main() -> ExitCode {
             backend,
             summary_json,
             model_out,
-        } => train::train(
+        } => train_cmd::train(
             &file,
             backend,
             summary_json.as_deref(),
             model_out.as_deref(),
         ),
-        Command::Validate { file } => train::validate(&file),
+        Command::Validate { file } => train_cmd::validate(&file),
         Command::Data {
             what: DataCommand::Upload { file },
         } => data::upload(&file),

@@ -1,6 +1,6 @@
 //! `siren calibrate`: measures a job and this machine's local backend with real training steps, real
 //! store round trips and real epochs, fits the simulator's profiles to the measurements (the
-//! arithmetic lives in `siren_scheduler::calibrate`), and checks the fitted simulator's epoch times
+//! arithmetic lives in `siren_scheduler::profile_fit`), and checks the fitted simulator's epoch times
 //! against epochs measured on the local backend.
 
 use std::time::Instant;
@@ -10,20 +10,18 @@ use siren_crds::{
     BackendKind, EpochRecord, SchedulerPolicy, StoreSpec, TaskResult, TrainingJob,
     TrainingJobStatus,
 };
-use siren_data::cached_splits;
-use siren_scheduler::calibrate::{
+use siren_scheduler::profile_fit::{
     CalibrationError, Transfer, aggregate_bandwidth, fit_cold_start, fit_store, fit_stragglers,
     parallel_efficiency,
 };
 use siren_scheduler::{Action, CalibratedProfile, EpochModel, MB_PER_VCPU, WarmPool};
 use siren_store::{MemoryStore, ParameterStore, StoreError, Update};
-use siren_worker::model::Architecture;
 use thiserror::Error;
 
 use crate::driver::{DriverError, DriverObserver};
 use crate::job_span::job_span;
 use crate::learned::{LearnedError, measure_compute, profiles};
-use crate::resolve::{ResolveError, driver_for};
+use crate::resolve::{JobData, ResolveError, driver_for};
 use tracing::Instrument;
 
 #[derive(Debug, Error)]
@@ -194,15 +192,10 @@ pub async fn calibrate(
     plan: &CalibrationPlan,
 ) -> Result<(CalibratedProfile, Measurements), CalibrateError> {
     let spec = &job.spec;
-    let (splits, _) =
-        cached_splits(&spec.dataset, spec.training.seed).map_err(DriverError::from)?;
-    let architecture = Architecture::new(
-        &spec.model,
-        splits.train.dim,
-        splits.train.classes,
-        splits.train.image,
-    )
-    .map_err(DriverError::from)?;
+    let JobData {
+        splits,
+        architecture,
+    } = JobData::load(spec)?;
     let batch = spec.training.batch_size as usize;
     let probe =
         |threads| measure_compute(&architecture, &splits, batch, threads, plan.probe_seconds);

@@ -6,10 +6,8 @@ mod common;
 use common::{job, on, runtime};
 use serde_json::json;
 use siren_crds::{BackendKind, JobPhase, OpenFaasSpec, TrainingJob};
-use siren_driver::backend::PoolLimits;
-use siren_driver::backend::openfaas::{
-    BasicAuth, Gateway, OpenFaasBackend, OpenFaasTarget, deployment,
-};
+use siren_driver::backend::openfaas::{BasicAuth, OpenFaasBackend, OpenFaasTarget, deployment};
+use siren_driver::backend::{FunctionBackend, PoolLimits};
 use siren_driver::driver::DriverError;
 use siren_driver::{JobOutcome, Silent, driver_with_backend};
 use siren_e2e::{FakeOpenFaas, RedisServer};
@@ -124,14 +122,11 @@ fn a_job_trains_through_the_gateway_with_exactly_the_requests_of_its_api() {
     );
     assert_eq!(gateway.replicas(), 2, "two real worker processes ran them");
 
-    // Deleting the job removes the function.
-    runtime()
-        .block_on(
-            Gateway::new(target(&job, PASSWORD))
-                .expect("gateway")
-                .delete(),
-        )
-        .expect("deleted");
+    // The backend releases its function when a run ends (the driver's release_functions).
+    let mut backend =
+        OpenFaasBackend::new(target(&job, PASSWORD), PoolLimits::of(&job.spec.backend))
+            .expect("backend");
+    runtime().block_on(backend.release()).expect("released");
     let last = gateway.received().last().cloned().expect("a request");
     assert_eq!(
         (last.method.as_str(), last.path.as_str()),

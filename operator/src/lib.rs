@@ -17,7 +17,7 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Preconditions};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizing, finalizer};
 use kube::runtime::watcher;
@@ -137,7 +137,7 @@ pub async fn run_controller(
 async fn reconcile(
     job: Arc<TrainingJob>,
     context: Arc<Context>,
-) -> Result<Action, ControllerError> {
+) -> Result<controller::Action, ControllerError> {
     context.metrics.reconciles.inc();
     let namespace = job.namespace().unwrap_or_else(|| "default".to_string());
     let api: Api<TrainingJob> = Api::namespaced(context.client.clone(), &namespace);
@@ -151,7 +151,11 @@ async fn reconcile(
     .map_err(|error| ControllerError::Finalizer(error.to_string()))
 }
 
-fn error_policy(job: Arc<TrainingJob>, error: &ControllerError, context: Arc<Context>) -> Action {
+fn error_policy(
+    job: Arc<TrainingJob>,
+    error: &ControllerError,
+    context: Arc<Context>,
+) -> controller::Action {
     context
         .metrics
         .reconcile_failures
@@ -159,14 +163,14 @@ fn error_policy(job: Arc<TrainingJob>, error: &ControllerError, context: Arc<Con
         .inc();
     let _job = job_span(&job).entered();
     tracing::warn!(%error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(10))
+    controller::Action::requeue(Duration::from_secs(10))
 }
 
 async fn apply(
     job: &TrainingJob,
     api: &Api<TrainingJob>,
     context: &Context,
-) -> Result<Action, ControllerError> {
+) -> Result<controller::Action, ControllerError> {
     let uid = job.uid().unwrap_or_default();
     let reporter = JobReporter::new(api.clone(), context.recorder.clone(), job);
     let mut status = job.status.clone().unwrap_or_default();
@@ -203,7 +207,7 @@ async fn apply(
                     }
                     left => {
                         run.update(job);
-                        return Ok(Action::requeue(
+                        return Ok(controller::Action::requeue(
                             left.map_or(RUNNING_RECHECK, |left| left.min(RUNNING_RECHECK)),
                         ));
                     }
@@ -228,7 +232,7 @@ async fn apply(
                     if let Some(last) = run.final_status() {
                         reporter.status(&last).await?;
                     }
-                    return Ok(Action::requeue(Duration::from_secs(1)));
+                    return Ok(controller::Action::requeue(Duration::from_secs(1)));
                 }
                 Some(_) => {
                     runs.remove(&uid);
@@ -266,7 +270,7 @@ async fn apply(
             )
             .await;
         }
-        return Ok(Action::await_change());
+        return Ok(controller::Action::await_change());
     }
 
     let (reason, note) = if status.epoch > 0 {
@@ -307,7 +311,7 @@ async fn apply(
     context.runs.lock().await.insert(uid, run);
     tracing::info!(job = %job.name_any(), reason, %note);
     reporter.event(EventType::Normal, reason, "Run", note).await;
-    Ok(Action::requeue(recheck))
+    Ok(controller::Action::requeue(recheck))
 }
 
 /// The run's own newest status when it is at least as far as the watch cache's copy.
@@ -326,7 +330,7 @@ async fn settle(
     reporter: &JobReporter,
     (phase, reason, action): (JobPhase, &str, &str),
     message: &str,
-) -> Result<Action, ControllerError> {
+) -> Result<controller::Action, ControllerError> {
     status.observed_generation = job.metadata.generation;
     status.enter_phase(phase, reason, message);
     reporter.status(&status).await?;
@@ -338,7 +342,7 @@ async fn settle(
     reporter
         .event(type_, reason, action, message.to_string())
         .await;
-    Ok(Action::await_change())
+    Ok(controller::Action::await_change())
 }
 
 /// What is left of `seconds` counted from `since` (zero once they have passed).
@@ -362,7 +366,7 @@ async fn fail_past_deadline(
     job: &TrainingJob,
     status: TrainingJobStatus,
     reporter: &JobReporter,
-) -> Result<Action, ControllerError> {
+) -> Result<controller::Action, ControllerError> {
     let message = format!(
         "ran past spec.activeDeadlineSeconds ({} s) and was stopped after {} finished epoch(s)",
         job.spec.active_deadline_seconds.unwrap_or(0),
@@ -384,15 +388,15 @@ async fn expire(
     job: &TrainingJob,
     status: &TrainingJobStatus,
     api: &Api<TrainingJob>,
-) -> Result<Action, ControllerError> {
+) -> Result<controller::Action, ControllerError> {
     let (Some(ttl), Some(completed)) =
         (job.spec.ttl_seconds_after_finished, &status.completion_time)
     else {
-        return Ok(Action::await_change());
+        return Ok(controller::Action::await_change());
     };
     let left = left_of(ttl, completed);
     if !left.is_zero() {
-        return Ok(Action::requeue(left));
+        return Ok(controller::Action::requeue(left));
     }
     tracing::info!(job = %job.name_any(), ttl, "deleting the finished job (ttlSecondsAfterFinished)");
     // Only this job: a stale cache must not delete a new job created under the same name.
@@ -408,12 +412,15 @@ async fn expire(
         Err(kube::Error::Api(response)) if response.code == 404 || response.code == 409 => {}
         Err(error) => return Err(error.into()),
     }
-    Ok(Action::await_change())
+    Ok(controller::Action::await_change())
 }
 
 /// The job is being deleted: its run stops, its functions (a Knative Service, an OpenFaaS
 /// function) and its store keys go.
-async fn clean_up(job: &TrainingJob, context: &Context) -> Result<Action, ControllerError> {
+async fn clean_up(
+    job: &TrainingJob,
+    context: &Context,
+) -> Result<controller::Action, ControllerError> {
     let uid = job.uid().unwrap_or_default();
     let run = context.runs.lock().await.remove(&uid);
     if let Some(run) = run {
@@ -429,7 +436,7 @@ async fn clean_up(job: &TrainingJob, context: &Context) -> Result<Action, Contro
         name: job.name_any(),
     });
     tracing::info!(job = %job.name_any(), "cleaned up");
-    Ok(Action::await_change())
+    Ok(controller::Action::await_change())
 }
 
 #[cfg(test)]

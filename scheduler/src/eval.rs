@@ -12,11 +12,11 @@ use crate::baselines::vm::{VmType, best_vm_cluster};
 use crate::drl::{DrlScheduler, Policy};
 use crate::episode::{EpisodeResult, run_episode};
 use crate::grid::ActionGrid;
+use crate::offline_training::HELD_OUT_SEEDS;
 use crate::policy::{Action, Scheduler, StaticScheduler};
 use crate::record::EpochRecord;
 use crate::simjob::{SimJob, SimJobConfig};
 use crate::simulator::EpochModel;
-use crate::train::HELD_OUT_SEEDS;
 
 pub const DRL: &str = "drl";
 pub const PLANNER: &str = "planner";

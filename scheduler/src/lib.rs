@@ -5,7 +5,6 @@
 
 pub mod baselines;
 pub mod budget;
-pub mod calibrate;
 pub mod cost;
 pub mod drl;
 pub mod episode;
@@ -16,13 +15,14 @@ pub mod gate;
 pub mod grid;
 pub mod mask;
 pub mod nn;
+pub mod offline_training;
 pub mod policy;
 pub mod profile;
+pub mod profile_fit;
 pub mod record;
 pub mod simjob;
 pub mod simulator;
 pub mod stats;
-pub mod train;
 
 pub use budget::{BudgetCheck, EpochCostEstimate, PREDICTION_MARGIN, check_budget};
 pub use cost::{ClusterPricing, CostModel, LambdaPricing, MB_PER_VCPU, Pricing};
@@ -33,6 +33,7 @@ pub use fit::{CurveFit, FitError, ObservedCurve, fit_loss_curve};
 pub use gate::{Gate, Limits, StopReason, open_epoch};
 pub use grid::ActionGrid;
 pub use mask::{PROFILE_MARGIN, affordable, pessimistic_cost};
+pub use offline_training::{TrainingConfig, TrainingReport, train_offline};
 pub use policy::{Action, Decision, Observation, Scheduler, StaticScheduler};
 pub use profile::{
     CalibratedProfile, ColdStart, JobProfile, LossCurve, PlatformProfile, ProfileError,
@@ -41,4 +42,3 @@ pub use profile::{
 pub use record::EpochRecord;
 pub use simjob::{SimJob, SimJobConfig};
 pub use simulator::{EpochModel, EpochOutcome, Simulator, WarmPool};
-pub use train::{TrainingConfig, TrainingReport, train_offline};

@@ -3,6 +3,6 @@
 pub mod function;
 pub mod logs;
 pub mod model;
-pub mod train;
+pub mod step;
 
-pub use train::{FunctionState, TaskError};
+pub use step::{FunctionState, TaskError};

@@ -1,7 +1,6 @@
 //! Why a run of a resolved job failed.
 
 use siren_crds::TaskFailure;
-use siren_data::DataError;
 use siren_store::StoreError;
 use siren_worker::model::ModelError;
 use thiserror::Error;
@@ -15,8 +14,6 @@ pub enum DriverError {
     /// to its end in one go).
     #[error(transparent)]
     Resolve(#[from] ResolveError),
-    #[error(transparent)]
-    Data(#[from] DataError),
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error("parameter store: {0}")]
@@ -50,7 +47,6 @@ impl DriverError {
     pub fn reason(&self) -> &'static str {
         match self {
             DriverError::Resolve(error) => error.reason(),
-            DriverError::Data(_) => "DatasetUnavailable",
             DriverError::Model(_) => "ModelIncompatible",
             DriverError::Store(error) => error.reason(),
             DriverError::Backend(error) => error.reason(),

@@ -1,4 +1,4 @@
-//! Turns measurements into profile parameters. `siren calibrate` (operator crate) takes the
+//! Turns measurements into profile parameters. `siren calibrate` (siren-driver's `calibrate`) takes the
 //! measurements on a real machine (training steps, store round trips, cold starts, per-function
 //! durations) and hands them here; the arithmetic stays pure and tested.
 
