@@ -1,5 +1,5 @@
 #![allow(dead_code, reason = "each test file uses what it needs")]
-//! What several of the operator's test files share.
+//! What several of the driver's test files share.
 
 /// Every invocation costs one unit whatever its duration, so budgets are exact in tests.
 pub struct UnitPrice;
