@@ -444,11 +444,12 @@ JOB_PERMISSIONS = [
     ("patch", "trainingjobs.siren.dev", "status"), ("update", "trainingjobs.siren.dev", "status"),
     ("update", "trainingjobs.siren.dev", "finalizers"),
     ("create", "events.events.k8s.io", None), ("patch", "events.events.k8s.io", None),
-    ("create", "events", None), ("patch", "events", None),
+    ("create", "events", None), ("patch", "events", None), ("get", "secrets", None),
 ]
 BACKEND_PERMISSIONS = [
     ("create", "services.serving.knative.dev", None), ("patch", "services.serving.knative.dev", None),
-    ("delete", "services.serving.knative.dev", None), ("get", "secrets", None),
+    ("delete", "services.serving.knative.dev", None), ("create", "secrets", None),
+    ("patch", "secrets", None), ("delete", "secrets", None),
 ]
 NEVER = [
     ("create", "trainingjobs.siren.dev", None), ("create", "customresourcedefinitions.apiextensions.k8s.io", None),

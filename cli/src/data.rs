@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use siren_crds::{StoreKind, StoreRef, read_manifest};
 use siren_data::cached_splits;
-use siren_store::{connect_store, redact, upload_dataset};
+use siren_store::{StoreCredentials, connect_store, redact, upload_dataset};
 
 use crate::{Failure, invalid_input};
 
@@ -34,7 +34,10 @@ pub fn upload(file: &Path) -> Result<(), Failure> {
         .context("cannot start the async runtime")?;
     let report = runtime
         .block_on(async {
-            let store = connect_store(&StoreRef::from_spec(&spec.store), &name).await?;
+            let credentials =
+                StoreCredentials::from_env()?.with_ca_file(spec.store.ca_file.as_deref())?;
+            let store =
+                connect_store(&StoreRef::from_spec(&spec.store), &name, &credentials).await?;
             upload_dataset(store.as_ref(), &splits.train, spec.dataset.shard_size).await
         })
         .with_context(|| format!("cannot upload the dataset of job {name} to {location}"))?;

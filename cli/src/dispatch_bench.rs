@@ -1,7 +1,7 @@
 //! `siren bench dispatch`: what invoking a function costs beyond the work it does. Real
 //! `siren-worker` processes on loopback; the task is one the function rejects as soon as it has
-//! decoded it (an unsupported protocol version), so the numbers are HTTP, decoding and the
-//! backend's fan-out, and no training.
+//! verified its signature and decoded it (an unsupported protocol version), so the numbers are
+//! signing, HTTP, verifying, decoding and the backend's fan-out, and no training.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,9 +12,10 @@ use anyhow::Context;
 use serde::Serialize;
 use siren_crds::{
     DatasetSpec, HyperParameters, ModelKind, ModelSpec, StoreRef, StoreSpec, SyntheticSource, Task,
+    TaskKey,
 };
 use siren_driver::backend::{
-    Assignment, FunctionBackend, PoolLimits, ProcessBackend, worker_binary,
+    Assignment, FunctionBackend, FunctionSecrets, PoolLimits, ProcessBackend, worker_binary,
 };
 use siren_scheduler::Action;
 
@@ -94,7 +95,12 @@ async fn measure(args: &DispatchBenchArgs, functions: u32) -> Result<Row, Failur
         task_timeout: Duration::from_secs(30),
         straggler_factor: 100.0,
     };
-    let mut backend = ProcessBackend::new(worker_binary(), limits)?;
+    let key = TaskKey::generate();
+    let secrets = FunctionSecrets {
+        key: key.clone(),
+        store: Default::default(),
+    };
+    let mut backend = ProcessBackend::new(worker_binary(), limits, secrets)?;
     backend
         .scale(Action {
             functions,
@@ -103,13 +109,15 @@ async fn measure(args: &DispatchBenchArgs, functions: u32) -> Result<Row, Failur
         .await?;
     let client = reqwest::Client::new();
     let url = backend.urls().first().cloned().unwrap_or_default();
-    let body = serde_json::to_vec(&rejected_task(0)).context("encode the task")?;
     let mut round_trips = Vec::new();
     for repeat in 0..=args.repeats {
         let started = Instant::now();
+        // Every delivery is signed afresh, as the driver does: a repeated nonce is refused.
+        let signed = key.sign(&rejected_task(0)).context("sign the task")?;
+        let body = serde_json::to_vec(&signed).context("encode the task")?;
         let response = client
             .post(&url)
-            .body(body.clone())
+            .body(body)
             .send()
             .await
             .context("invoke the worker")?;

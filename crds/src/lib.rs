@@ -1,14 +1,18 @@
 //! The Siren API: what a user writes (`TrainingJob` spec), what the driver reports (status), and the
 //! versioned JSON contract between the driver and its functions (tasks and results).
 
+pub mod env_secret;
 pub mod fingerprint;
 pub mod manifest;
+pub mod signing;
 pub mod spec;
 pub mod status;
 pub mod task;
 pub mod validate;
 
+pub use env_secret::{EnvSecretError, secret_from_env};
 pub use manifest::{ManifestError, parse_manifest, read_manifest};
+pub use signing::*;
 pub use spec::*;
 pub use status::*;
 pub use task::*;

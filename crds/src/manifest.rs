@@ -224,9 +224,25 @@ spec:
         let ca_on_plain =
             with_store("    kind: redis\n    url: redis://x:6379\n    caFile: /ca.pem\n");
         assert!(error_of(&ca_on_plain).contains("spec.store.caFile"));
-        let tls =
-            with_store("    kind: redis\n    url: rediss://:pw@x:6380\n    caFile: /ca.pem\n");
+        let tls = with_store(
+            "    kind: redis\n    url: rediss://x:6380\n    caFile: /ca.pem\n    credentialsSecret: redis-auth\n",
+        );
         assert!(parse_manifest(&tls, "job.yaml").is_ok());
+        let password_in_url = error_of(&with_store(
+            "    kind: redis\n    url: redis://:pw@x:6379\n",
+        ));
+        assert!(
+            password_in_url.contains("spec.store.url: carries credentials")
+                && password_in_url.contains("spec.store.credentialsSecret")
+                && !password_in_url.contains("pw@"),
+            "{password_in_url}"
+        );
+        assert!(
+            error_of(&with_store(
+                "    kind: redis\n    url: redis://x:6379\n    credentialsSecret: Bad_Name\n"
+            ))
+            .contains("spec.store.credentialsSecret: must be the name of a Secret")
+        );
     }
 
     #[test]

@@ -588,10 +588,16 @@ pub enum StoreKind {
 pub struct StoreSpec {
     #[serde(default)]
     pub kind: StoreKind,
-    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS, for the Redis store;
-    /// `s3://bucket[/prefix]` for the S3 store.
+    /// `redis://host:port[/db]`, or `rediss://` for TLS, for the Redis store; `s3://bucket[/prefix]`
+    /// for the S3 store. Never credentials: those go in `credentialsSecret`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Redis only: a Secret in the job's namespace holding the store's `username` (optional),
+    /// `password` and `ca.crt` (optional, a PEM CA for `rediss://`). The operator reads it for its
+    /// own connection; the functions get it from their environment (the Knative Service and the
+    /// OpenFaaS function reference it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
     /// S3 only: the endpoint of an S3-compatible server (MinIO, Ceph, moto, ...) instead of AWS;
     /// requests then use path-style addressing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -618,6 +624,7 @@ impl Default for StoreSpec {
         Self {
             kind: StoreKind::Memory,
             url: None,
+            credentials_secret: None,
             endpoint: None,
             region: None,
             ca_file: None,

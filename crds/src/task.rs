@@ -8,7 +8,7 @@ use thiserror::Error;
 use crate::spec::{DatasetSpec, ModelSpec, StoreKind};
 
 /// Bumped on any incompatible change to [`Task`] or [`TaskResult`].
-pub const TASK_PROTOCOL_VERSION: u32 = 1;
+pub const TASK_PROTOCOL_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -63,16 +63,14 @@ pub struct StoredDataset {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoreRef {
     pub kind: StoreKind,
-    /// Where a network store is (it may carry credentials: never log it).
+    /// Where a network store is. Never credentials: a function takes those, and a private CA, from
+    /// its own environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// PEM file of the CA that signed a TLS store's certificate, where the function runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
     #[serde(default = "crate::spec::default_chunk_values")]
     pub chunk_values: u32,
 }
@@ -88,7 +86,6 @@ impl StoreRef {
             url: spec.url.clone(),
             endpoint: spec.endpoint.clone(),
             region: spec.region.clone(),
-            ca_file: spec.ca_file.clone(),
             chunk_values: spec.chunk_values,
         }
     }

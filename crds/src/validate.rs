@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use crate::parse_s3_url;
 use crate::spec::{
     BackendKind, ModelKind, PricingSpec, SchedulerPolicy, StoreKind, StoreSpec, TrainingJobSpec,
 };
+use crate::{is_dns_name, parse_s3_url};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldError {
@@ -445,6 +445,12 @@ fn validate_store(store: &StoreSpec, errors: &mut ValidationErrors) {
                 "must start with redis:// or rediss:// (TLS)",
             )
         }
+        (StoreKind::Redis, Some(url)) if url_has_credentials(url) => errors.add(
+            "spec.store.url",
+            "carries credentials (user:password@), which whoever may read the job could read: \
+             put them in a Secret (keys username, password) and name it in \
+             spec.store.credentialsSecret",
+        ),
         (StoreKind::S3, None) => errors.add("spec.store.url", "required for the s3 store"),
         (StoreKind::S3, Some(url)) if parse_s3_url(url).is_none() => errors.add(
             "spec.store.url",
@@ -467,6 +473,19 @@ fn validate_store(store: &StoreSpec, errors: &mut ValidationErrors) {
     }) {
         errors.add("spec.store.endpoint", "must be an http:// or https:// URL");
     }
+    if let Some(secret) = &store.credentials_secret {
+        if store.kind != StoreKind::Redis {
+            errors.add(
+                "spec.store.credentialsSecret",
+                "only applies to the redis store (the s3 store takes the AWS credential chain)",
+            );
+        } else if !is_dns_name(secret) {
+            errors.add(
+                "spec.store.credentialsSecret",
+                "must be the name of a Secret (lowercase letters, digits, '-' and '.')",
+            );
+        }
+    }
     if store.ca_file.is_some()
         && !store
             .url
@@ -478,6 +497,13 @@ fn validate_store(store: &StoreSpec, errors: &mut ValidationErrors) {
             "only applies to a TLS store (rediss://)",
         );
     }
+}
+
+/// Whether a URL names a user or password before its host (`scheme://userinfo@host`).
+fn url_has_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.contains('@')
 }
 
 fn validate_pricing(pricing: &PricingSpec, errors: &mut ValidationErrors) {

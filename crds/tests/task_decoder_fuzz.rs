@@ -2,11 +2,11 @@
 //! whatever arrives, it answers a task or an error, never a panic.
 
 use proptest::prelude::*;
-use siren_crds::Task;
+use siren_crds::{TASK_PROTOCOL_VERSION, Task, TaskKey, now_ms};
 
 fn valid_task_json() -> serde_json::Value {
     serde_json::json!({
-        "protocolVersion": 1,
+        "protocolVersion": TASK_PROTOCOL_VERSION,
         "job": "fuzz",
         "taskId": "fuzz-e1-f0",
         "epoch": 0,
@@ -39,6 +39,15 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let _ = Task::from_json(&bytes);
+    }
+
+    /// The signature check runs on every payload before anything else: any bytes are refused,
+    /// never a panic.
+    #[test]
+    fn arbitrary_bytes_never_pass_or_panic_the_signature_check(
+        bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        prop_assert!(TaskKey::generate().verify(&bytes, now_ms()).is_err());
     }
 
     /// A valid task with one field replaced by anything: decoded or refused, and a refusal names

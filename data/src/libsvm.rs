@@ -38,14 +38,20 @@ pub fn read_libsvm(path: &Path, features: Option<usize>) -> Result<Dataset, Data
             other => parse_label(other).ok_or_else(|| {
                 DataError::corrupt(
                     path,
-                    format!("line {line_number}: label `{other}` is not -1, +1 or a non-negative integer"),
+                    format!(
+                        "line {line_number}: the label is not -1, +1 or a non-negative integer"
+                    ),
                 )
             })?,
         };
         let mut entries = Vec::new();
-        for token in tokens {
+        // Positions only: a message never quotes what a file holds (it may not be a dataset).
+        for (position, token) in tokens.enumerate() {
             let bad = |why: &str| {
-                DataError::corrupt(path, format!("line {line_number}: `{token}` {why}"))
+                DataError::corrupt(
+                    path,
+                    format!("line {line_number}, feature {}: {why}", position + 1),
+                )
             };
             let (index, value) = token
                 .split_once(':')
@@ -135,11 +141,11 @@ mod tests {
     #[test]
     fn bad_tokens_are_reported_with_their_line() {
         for (text, needle) in [
-            ("1 1:0.5\n2 0:1\n", "line 2: `0:1` uses index 0"),
+            ("1 1:0.5\n2 0:1\n", "line 2, feature 1: uses index 0"),
             ("1 1-0.5\n", "not an index:value pair"),
             ("1 1:abc\n", "value that is not a number"),
             ("1 1:nan\n", "not finite"),
-            ("x 1:1\n", "label `x`"),
+            ("x 1:1\n", "line 1: the label is not"),
             ("", "no samples"),
         ] {
             let (_dir, path) = file(text);

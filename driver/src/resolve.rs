@@ -6,14 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use siren_crds::{SchedulerPolicy, StoreKind, StoreRef, TrainingJob, TrainingJobSpec};
+use siren_crds::{SchedulerPolicy, StoreKind, StoreRef, TaskKey, TrainingJob, TrainingJobSpec};
 use siren_data::{DataError, DataSplits, cached_splits};
 use siren_scheduler::{Action, CostModel, DrlScheduler, Scheduler, StaticScheduler};
-use siren_store::{MemoryStore, ParameterStore, StoreError, connect_store};
+use siren_store::{MemoryStore, ParameterStore, StoreCredentials, StoreError, connect_store};
 use siren_worker::model::{Architecture, ModelError};
 use thiserror::Error;
 
-use crate::backend::{BackendError, BackendOptions, FunctionBackend, backend_for};
+use crate::backend::{BackendError, BackendOptions, FunctionBackend, FunctionSecrets, backend_for};
 use crate::blocking::off_runtime;
 use crate::driver::JobDriver;
 use crate::learned::{
@@ -87,10 +87,13 @@ pub struct ResolvedJob {
     pub scheduler_state: Option<PathBuf>,
 }
 
-/// How to resolve a job's backend.
+/// How to resolve a job's store and backend.
 #[derive(Default)]
 pub struct ResolveOptions {
     pub backend: BackendOptions,
+    /// The store's credentials: from the job's `credentialsSecret` (operator) or the environment
+    /// (CLI). `spec.store.caFile` adds its CA when they bring none.
+    pub store_credentials: StoreCredentials,
     /// This backend instead of the one the spec names, e.g. a Lambda backend whose control plane
     /// is an emulator's.
     pub backend_instead: Option<Box<dyn FunctionBackend>>,
@@ -116,13 +119,23 @@ pub async fn resolve(
         Ok::<_, ResolveError>((data, scheduler, saved_to))
     })
     .await?;
+    let credentials = options
+        .store_credentials
+        .with_ca_file(spec.store.ca_file.as_deref())?;
     let store: Arc<dyn ParameterStore> = match spec.store.kind {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
-        _ => connect_store(&StoreRef::from_spec(&spec.store), &name).await?,
+        _ => connect_store(&StoreRef::from_spec(&spec.store), &name, &credentials).await?,
     };
     let backend = match options.backend_instead {
         Some(backend) => backend,
-        None => backend_for(job, &store, &cost_model, &options.backend).await?,
+        None => {
+            // A new key for every run: a restart or a resume rotates it.
+            let secrets = FunctionSecrets {
+                key: TaskKey::generate(),
+                store: credentials,
+            };
+            backend_for(job, &store, &cost_model, &options.backend, &secrets).await?
+        }
     };
     Ok(ResolvedJob {
         name,
@@ -136,11 +149,14 @@ pub async fn resolve(
     })
 }
 
-/// The driver of `job`, resolved with its own backend.
+/// The driver of `job` outside a cluster (the `siren` CLI), resolved with its own backend and
+/// the store's credentials from this process's environment (`SIREN_STORE_USERNAME`, ...).
 pub async fn driver_for(job: &TrainingJob) -> Result<JobDriver, ResolveError> {
-    Ok(JobDriver::new(
-        resolve(job, ResolveOptions::default()).await?,
-    ))
+    let options = ResolveOptions {
+        store_credentials: StoreCredentials::from_env()?,
+        ..ResolveOptions::default()
+    };
+    Ok(JobDriver::new(resolve(job, options).await?))
 }
 
 /// The driver of `job`, with `backend` instead of the one its spec names.
@@ -150,6 +166,7 @@ pub async fn driver_with_backend(
 ) -> Result<JobDriver, ResolveError> {
     let options = ResolveOptions {
         backend_instead: Some(backend),
+        store_credentials: StoreCredentials::from_env()?,
         ..ResolveOptions::default()
     };
     Ok(JobDriver::new(resolve(job, options).await?))

@@ -1,6 +1,8 @@
 //! A fake OpenFaaS gateway on loopback: the REST API's routes for deploying, reading, scaling,
-//! deleting and invoking one function, with basic auth on `/system`, recording every request it
-//! receives. Invocations reach real `siren-worker` processes, as many as the function is scaled to.
+//! deleting and invoking one function and for its secrets, with basic auth on `/system`, recording
+//! every request it receives. Invocations reach real `siren-worker` processes, as many as the
+//! function is scaled to, with the secrets the deployment lists mounted as files (in a directory of
+//! the test's, where faas-netes uses `/var/openfaas/secrets`) and its `envVars` set.
 //! It proves what the operator asks of a gateway and that training works through one; it does not
 //! prove that a real faas-netes accepts the requests (the golden requests pin them to the API).
 
@@ -30,23 +32,34 @@ pub struct Received {
     pub credentials: Option<String>,
 }
 
+/// Where faas-netes mounts a function's secrets.
+const SECRETS_MOUNT: &str = "/var/openfaas/secrets";
+
 #[derive(Default)]
 struct Function {
     deployment: Value,
     replicas: u64,
+    /// The replicas' environment: `envVars`, with the secrets' mount moved to the test's directory.
+    env: Vec<(String, String)>,
 }
+
+/// Secrets by name, each a set of files (key, content).
+type Secrets = HashMap<String, Vec<(String, String)>>;
 
 #[derive(Clone)]
 struct Gateway {
     credentials: String,
     received: Arc<Mutex<Vec<Received>>>,
     functions: Arc<Mutex<HashMap<String, Function>>>,
+    secrets: Arc<Mutex<Secrets>>,
+    mounts: Arc<tempfile::TempDir>,
     pool: WorkerPool,
 }
 
 pub struct FakeOpenFaas {
     pub url: String,
     received: Arc<Mutex<Vec<Received>>>,
+    secrets: Arc<Mutex<Secrets>>,
     pool: WorkerPool,
     _server: ServerGuard,
 }
@@ -54,14 +67,34 @@ pub struct FakeOpenFaas {
 impl FakeOpenFaas {
     /// A gateway whose `/system` routes accept only `user` and `password`.
     pub fn start(user: &str, password: &str) -> Self {
+        Self::start_with(user, password, WorkerPool::default())
+    }
+
+    /// The same, with replicas that log at `level` into a file ([`FakeOpenFaas::worker_log`]).
+    pub fn start_logging(user: &str, password: &str, level: &str) -> Self {
+        Self::start_with(user, password, WorkerPool::logging(level))
+    }
+
+    /// What the replicas logged, for a gateway started with [`FakeOpenFaas::start_logging`].
+    pub fn worker_log(&self) -> String {
+        self.pool.log()
+    }
+
+    fn start_with(user: &str, password: &str, pool: WorkerPool) -> Self {
         let state = Gateway {
             credentials: format!("{user}:{password}"),
             received: Arc::default(),
             functions: Arc::default(),
-            pool: WorkerPool::default(),
+            secrets: Arc::default(),
+            mounts: Arc::new(tempfile::tempdir().expect("a directory for mounted secrets")),
+            pool,
         };
         let router = Router::new()
             .route("/system/functions", post(deploy).put(deploy).delete(remove))
+            .route(
+                "/system/secrets",
+                post(secrets).put(secrets).delete(secrets),
+            )
             .route("/system/function/{name}", get(status))
             .route("/system/scale-function/{name}", post(scale))
             .route("/function/{name}", post(invoke))
@@ -70,9 +103,33 @@ impl FakeOpenFaas {
         Self {
             url: format!("http://{address}"),
             received: state.received,
+            secrets: state.secrets,
             pool: state.pool,
             _server: server,
         }
+    }
+
+    /// A Kubernetes Secret in the functions' namespace, as a deployment's `secrets` may name one
+    /// (one file per key), which faas-netes would read from the cluster.
+    pub fn add_cluster_secret(&self, name: &str, files: &[(&str, &str)]) {
+        if let Ok(mut secrets) = self.secrets.lock() {
+            let files = files
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect();
+            secrets.insert(name.to_string(), files);
+        }
+    }
+
+    /// The names of the secrets the gateway holds now.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .secrets
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 
     /// Every request so far, in the order received.
@@ -130,6 +187,10 @@ async fn deploy(
         .as_str()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
+    let env = match mount_secrets(&state, &name, &deployment) {
+        Ok(env) => env,
+        Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
+    };
     {
         let Ok(mut functions) = state.functions.lock() else {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -143,15 +204,90 @@ async fn deploy(
             Function {
                 deployment,
                 replicas,
+                env: env.clone(),
             },
         );
     }
-    resize(&state, replicas as usize).await
+    resize(&state, replicas as usize, env).await
 }
 
-async fn resize(state: &Gateway, replicas: usize) -> Response {
+/// Writes the secrets `deployment` lists as the files of its mount, and its `envVars` with the
+/// mount's path moved there: what the function's containers get.
+fn mount_secrets(
+    state: &Gateway,
+    function: &str,
+    deployment: &Value,
+) -> Result<Vec<(String, String)>, String> {
+    let mount = state.mounts.path().join(function);
+    let _ = std::fs::remove_dir_all(&mount);
+    std::fs::create_dir_all(&mount).map_err(|e| e.to_string())?;
+    let secrets = state.secrets.lock().map_err(|_| "secrets poisoned")?;
+    for name in deployment["secrets"].as_array().into_iter().flatten() {
+        let name = name.as_str().unwrap_or_default();
+        let files = secrets
+            .get(name)
+            .ok_or_else(|| format!("secret {name} does not exist"))?;
+        for (key, value) in files {
+            std::fs::write(mount.join(key), value).map_err(|e| e.to_string())?;
+        }
+    }
+    let mount = mount.display().to_string();
+    Ok(deployment["envVars"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| {
+            let value = value.as_str().unwrap_or_default();
+            (name.clone(), value.replace(SECRETS_MOUNT, &mount))
+        })
+        .collect())
+}
+
+/// faas-provider's `/system/secrets`: POST creates (409 if it exists), PUT replaces, DELETE
+/// removes; a secret made here is one file named after it.
+async fn secrets(
+    State(state): State<Gateway>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !record(&state, &method, &uri, &headers, &body) {
+        return unauthorized();
+    }
+    let secret = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    let Some(name) = secret["name"].as_str() else {
+        return (StatusCode::BAD_REQUEST, "a secret has a name").into_response();
+    };
+    let Ok(mut secrets) = state.secrets.lock() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let exists = secrets.contains_key(name);
+    match (method, secret["value"].as_str()) {
+        (Method::DELETE, _) if exists => {
+            secrets.remove(name);
+            StatusCode::ACCEPTED.into_response()
+        }
+        (Method::POST, Some(_)) if exists => {
+            (StatusCode::CONFLICT, "secret exists").into_response()
+        }
+        (Method::PUT | Method::DELETE, _) if !exists => {
+            (StatusCode::NOT_FOUND, "no such secret").into_response()
+        }
+        (Method::POST | Method::PUT, Some(value)) => {
+            secrets.insert(
+                name.to_string(),
+                vec![(name.to_string(), value.to_string())],
+            );
+            StatusCode::ACCEPTED.into_response()
+        }
+        _ => (StatusCode::BAD_REQUEST, "a secret has a value").into_response(),
+    }
+}
+
+async fn resize(state: &Gateway, replicas: usize, env: Vec<(String, String)>) -> Response {
     let pool = state.pool.clone();
-    match tokio::task::spawn_blocking(move || pool.resize(replicas)).await {
+    match tokio::task::spawn_blocking(move || pool.resize(replicas, &env)).await {
         Ok(Ok(())) => StatusCode::ACCEPTED.into_response(),
         Ok(Err(error)) => (StatusCode::INTERNAL_SERVER_ERROR, error).into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
@@ -180,7 +316,7 @@ async fn remove(
     if !removed {
         return (StatusCode::NOT_FOUND, "no such function").into_response();
     }
-    resize(&state, 0).await;
+    resize(&state, 0, Vec::new()).await;
     StatusCode::ACCEPTED.into_response()
 }
 
@@ -226,7 +362,7 @@ async fn scale(
     let Some(replicas) = replicas else {
         return (StatusCode::BAD_REQUEST, "no replicas").into_response();
     };
-    let changed = {
+    let (changed, env) = {
         let Ok(mut functions) = state.functions.lock() else {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         };
@@ -235,10 +371,10 @@ async fn scale(
         };
         let changed = function.replicas != replicas;
         function.replicas = replicas;
-        changed
+        (changed, function.env.clone())
     };
     if changed || state.pool.size() as u64 != replicas {
-        return resize(&state, replicas as usize).await;
+        return resize(&state, replicas as usize, env).await;
     }
     StatusCode::ACCEPTED.into_response()
 }

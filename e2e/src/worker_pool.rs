@@ -30,15 +30,33 @@ impl Drop for Worker {
     }
 }
 
-fn start_worker() -> Result<Worker, String> {
+/// Where the pool's workers log, and how much.
+#[derive(Default)]
+struct Logging {
+    level: Option<String>,
+    file: Option<tempfile::NamedTempFile>,
+}
+
+/// A worker with `env` added to its environment: what its platform gives a function's container.
+fn start_worker(env: &[(String, String)], logging: &Logging) -> Result<Worker, String> {
     let binary = workspace_binary("siren-worker");
+    let stderr = match &logging.file {
+        Some(file) => Stdio::from(
+            std::fs::File::options()
+                .append(true)
+                .open(file.path())
+                .map_err(|e| format!("cannot open the workers' log: {e}"))?,
+        ),
+        None => Stdio::inherit(),
+    };
     let mut child = Command::new(&binary)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .env("PORT", "0")
         .env("HOST", "127.0.0.1")
-        .env("SIREN_LOG", "warn")
+        .env("SIREN_LOG", logging.level.as_deref().unwrap_or("warn"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -72,13 +90,35 @@ struct Pool {
 pub struct WorkerPool {
     pool: Arc<Mutex<Pool>>,
     http: reqwest::Client,
+    logging: Arc<Logging>,
 }
 
 impl WorkerPool {
-    /// Replaces the pool with `size` fresh (cold) workers, as a new revision or deployment gets.
-    pub fn resize(&self, size: usize) -> Result<(), String> {
+    /// A pool whose workers log at `level` into one file the test can read ([`WorkerPool::log`]).
+    pub fn logging(level: &str) -> Self {
+        Self {
+            logging: Arc::new(Logging {
+                level: Some(level.to_string()),
+                file: Some(tempfile::NamedTempFile::new().expect("a log file for the workers")),
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// Everything the pool's workers logged, when it logs to a file.
+    pub fn log(&self) -> String {
+        self.logging
+            .file
+            .as_ref()
+            .and_then(|file| std::fs::read_to_string(file.path()).ok())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the pool with `size` fresh (cold) workers, as a new revision or deployment gets,
+    /// each with `env` in its environment.
+    pub fn resize(&self, size: usize, env: &[(String, String)]) -> Result<(), String> {
         let workers = (0..size)
-            .map(|_| start_worker())
+            .map(|_| start_worker(env, &self.logging))
             .collect::<Result<Vec<_>, _>>()?;
         let mut pool = self.pool.lock().map_err(|_| "pool poisoned")?;
         pool.idle = workers.iter().map(|w| w.url.clone()).collect();

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use siren_crds::{
-    BackendKind, JobPhase, LambdaSpec, StoreKind, StoreRef, TASK_PROTOCOL_VERSION, Task,
-    TrainingJob,
+    BackendKind, JobPhase, LambdaSpec, StoreKind, StoreRef, TASK_KEY_ENV, TASK_PROTOCOL_VERSION,
+    TASK_VALIDITY, Task, TaskKey, TrainingJob, now_ms,
 };
 use siren_driver::backend::{
     Assignment, BackendError, FunctionBackend, Invocation, LambdaBackend, LambdaControl,
@@ -51,7 +51,10 @@ impl Drop for Instance {
 struct EmulatedControl {
     emulator: Arc<LambdaEmulator>,
     binary: PathBuf,
-    env: Vec<(&'static str, String)>,
+    env: Mutex<Vec<(&'static str, String)>>,
+    /// Keeps the key the function was deployed with, whatever the backend installs: a function
+    /// of another job.
+    fixed_key: bool,
     instances: Mutex<(u32, Vec<Instance>)>,
     memory_updates: Arc<Mutex<Vec<u32>>>,
 }
@@ -61,14 +64,27 @@ impl EmulatedControl {
         Self {
             emulator: Arc::clone(emulator),
             binary: lambda_binary(),
-            env: vec![
+            env: Mutex::new(vec![
                 ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_string()),
                 ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_string()),
                 ("AWS_REGION", "us-east-1".to_string()),
                 ("SIREN_LOG", "warn".to_string()),
-            ],
+            ]),
+            fixed_key: false,
             instances: Mutex::new((0, Vec::new())),
             memory_updates: Arc::default(),
+        }
+    }
+
+    /// A function deployed with `key`, which no backend's key replaces.
+    fn with_fixed_key(emulator: &Arc<LambdaEmulator>, key: &TaskKey) -> Self {
+        let control = Self::new(emulator);
+        if let Ok(mut env) = control.env.lock() {
+            env.push((TASK_KEY_ENV, key.to_text()));
+        }
+        Self {
+            fixed_key: true,
+            ..control
         }
     }
 }
@@ -83,10 +99,24 @@ impl LambdaControl for EmulatedControl {
         Ok(())
     }
 
+    /// The key in the environment of every instance started from now on, as a configuration
+    /// update gives Lambda's execution environments.
+    async fn install_key(&self, key: &TaskKey) -> Result<(), BackendError> {
+        if self.fixed_key {
+            return Ok(());
+        }
+        let mut env = self.env.lock().expect("env");
+        env.retain(|(name, _)| *name != TASK_KEY_ENV);
+        env.push((TASK_KEY_ENV, key.to_text()));
+        *self.instances.lock().expect("instances") = (0, Vec::new());
+        Ok(())
+    }
+
     async fn set_concurrency(&self, functions: u32) -> Result<(), BackendError> {
         let mut instances = self.instances.lock().expect("instances");
         let (memory_mb, running) = &mut *instances;
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let env = self.env.lock().expect("env").clone();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         running.truncate(functions as usize);
         while running.len() < functions as usize {
             running.push(Instance(self.emulator.start_instance(
@@ -185,6 +215,7 @@ fn lambda_functions_train_two_epochs_and_the_cost_is_their_billed_time() {
             &lambda.function_name,
             Box::new(control),
             limits,
+            TaskKey::generate(),
         ),
         billed: Arc::clone(&billed),
         first_task: Arc::clone(&first_task),
@@ -232,25 +263,31 @@ fn lambda_functions_train_two_epochs_and_the_cost_is_their_billed_time() {
     // Every update the functions reported is in the store, once.
     let reported: u64 = status.history.iter().map(|r| r.updates).sum();
     let applied = runtime.block_on(async {
-        let store = connect_store(&StoreRef::from_spec(&job.spec.store), "on-lambda")
-            .await
-            .expect("the store");
+        let store = connect_store(
+            &StoreRef::from_spec(&job.spec.store),
+            "on-lambda",
+            &Default::default(),
+        )
+        .await
+        .expect("the store");
         store.stats().await.expect("stats").updates
     });
     assert_eq!(applied, reported);
 
     // A task the function cannot run is a final error, not a retry.
     let mut invalid = LambdaBackend::new(
-        client,
+        client.clone(),
         &lambda.function_name,
         Box::new(EmulatedControl::new(&emulator)),
         limits,
+        TaskKey::generate(),
     );
-    let mut task = first_task
+    let first_task = first_task
         .lock()
         .expect("task")
         .clone()
         .expect("the job dispatched tasks");
+    let mut task = first_task.clone();
     task.protocol_version = TASK_PROTOCOL_VERSION + 1;
     let invocations = runtime.block_on(async {
         invalid
@@ -271,4 +308,99 @@ fn lambda_functions_train_two_epochs_and_the_cost_is_their_billed_time() {
         }
         other => panic!("expected a final error, got {other:?}"),
     }
+
+    refusals_of_tasks_not_signed_with_the_functions_key(
+        &runtime, &emulator, &client, &lambda, limits, first_task,
+    );
+}
+
+/// The handler refuses, before it reads anything, a task signed with another key, one sent
+/// without a signature, one issued too long ago and one delivered twice: each a final
+/// `Siren.Unauthorized` error.
+fn refusals_of_tasks_not_signed_with_the_functions_key(
+    runtime: &tokio::runtime::Runtime,
+    emulator: &Arc<LambdaEmulator>,
+    client: &aws_sdk_lambda::Client,
+    lambda: &LambdaSpec,
+    limits: PoolLimits,
+    task: Task,
+) {
+    let functions_key = TaskKey::generate();
+    let mut other_job = LambdaBackend::new(
+        client.clone(),
+        &lambda.function_name,
+        Box::new(EmulatedControl::with_fixed_key(emulator, &functions_key)),
+        limits,
+        TaskKey::generate(),
+    );
+    let refused = |result: Result<Vec<u8>, String>, case: &str| match result {
+        Err(error) => assert!(error.contains("Siren.Unauthorized"), "{case}: {error}"),
+        Ok(body) => panic!("{case} ran: {}", String::from_utf8_lossy(&body)),
+    };
+    runtime.block_on(async {
+        other_job
+            .scale(Action {
+                functions: 1,
+                memory_mb: MEMORY_MB,
+            })
+            .await
+            .expect("scale");
+        let invocations = other_job
+            .invoke_all(
+                vec![Assignment {
+                    slot: 0,
+                    task: task.clone(),
+                }],
+                Arc::default(),
+            )
+            .await;
+        match &invocations[0].result {
+            Err(failure) => {
+                assert!(!failure.retryable, "{failure}");
+                assert!(failure.error.contains("Siren.Unauthorized"), "{failure}");
+            }
+            other => panic!("a task signed with another key ran: {other:?}"),
+        }
+        let invoke = |payload: Vec<u8>| {
+            let client = client.clone();
+            let function = lambda.function_name.clone();
+            async move {
+                let output = client
+                    .invoke()
+                    .function_name(function)
+                    .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+                    .send()
+                    .await
+                    .map_err(|e| format!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e)))?;
+                let body = output
+                    .payload()
+                    .map(|b| b.as_ref().to_vec())
+                    .unwrap_or_default();
+                match output.function_error() {
+                    Some(_) => Err(String::from_utf8_lossy(&body).into_owned()),
+                    None => Ok(body),
+                }
+            }
+        };
+        let unsigned = serde_json::to_vec(&task).expect("json");
+        refused(invoke(unsigned).await, "an unsigned task");
+        let text = serde_json::to_string(&task).expect("json");
+        let issued_long_ago = now_ms() - TASK_VALIDITY.as_millis() as u64 - 60_000;
+        let stale = functions_key.sign_text(text, issued_long_ago, "0".repeat(32));
+        refused(
+            invoke(serde_json::to_vec(&stale).expect("json")).await,
+            "a task issued too long ago",
+        );
+        // Signed with the function's key but for a protocol it does not speak: accepted past the
+        // signature (and refused as invalid), so its second delivery is a replay.
+        let mut stale_protocol = task.clone();
+        stale_protocol.protocol_version = TASK_PROTOCOL_VERSION + 1;
+        let signed = functions_key.sign(&stale_protocol).expect("signed");
+        let once = serde_json::to_vec(&signed).expect("json");
+        match invoke(once.clone()).await {
+            Err(error) => assert!(error.contains("Siren.Invalid"), "{error}"),
+            Ok(_) => panic!("a task of another protocol ran"),
+        }
+        refused(invoke(once).await, "a replayed task");
+    });
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::{job, on, runtime};
 use serde_json::json;
-use siren_crds::{BackendKind, JobPhase, OpenFaasSpec, TrainingJob};
+use siren_crds::{BackendKind, JobPhase, OpenFaasSpec, TaskKey, TrainingJob};
 use siren_driver::backend::openfaas::{BasicAuth, OpenFaasBackend, OpenFaasTarget, deployment};
 use siren_driver::backend::{FunctionBackend, PoolLimits};
 use siren_driver::driver::DriverError;
@@ -44,8 +44,12 @@ fn target(job: &TrainingJob, password: &str) -> OpenFaasTarget {
 }
 
 fn run_on_gateway(job: &TrainingJob, password: &str) -> Result<JobOutcome, DriverError> {
-    let backend = OpenFaasBackend::new(target(job, password), PoolLimits::of(&job.spec.backend))
-        .expect("backend");
+    let backend = OpenFaasBackend::new(
+        target(job, password),
+        PoolLimits::of(&job.spec.backend),
+        Some(TaskKey::generate()),
+    )
+    .expect("backend");
     runtime().block_on(async {
         driver_with_backend(job, Box::new(backend))
             .await?
@@ -83,9 +87,10 @@ fn a_job_trains_through_the_gateway_with_exactly_the_requests_of_its_api() {
         .map(|r| (r.method.clone(), r.path.clone()))
         .collect();
     let call = |method: &str, path: &str| (method.to_string(), path.to_string());
-    assert_eq!(calls[0], call("GET", "/system/function/siren-faas"));
-    assert_eq!(calls[1], call("POST", "/system/functions"));
-    assert_eq!(calls[2], call("POST", "/system/scale-function/siren-faas"));
+    assert_eq!(calls[0], call("POST", "/system/secrets"));
+    assert_eq!(calls[1], call("GET", "/system/function/siren-faas"));
+    assert_eq!(calls[2], call("POST", "/system/functions"));
+    assert_eq!(calls[3], call("POST", "/system/scale-function/siren-faas"));
     let deploys = calls.iter().filter(|c| c.1 == "/system/functions").count();
     assert_eq!(deploys, 1, "memory never changed: {calls:?}");
     let scales: Vec<_> = system
@@ -97,14 +102,22 @@ fn a_job_trains_through_the_gateway_with_exactly_the_requests_of_its_api() {
         scales,
         vec![json!({"serviceName": "siren-faas", "replicas": 2}); 2]
     );
+    // The run's key went to the gateway as a secret, never in a deployment or an invocation.
+    let key = system[0].body["value"]
+        .as_str()
+        .expect("the key")
+        .to_string();
+    assert_eq!(system[0].body["name"], "siren-faas-task-key");
+    let key = TaskKey::from_text(&key).expect("a task key");
     let expected = deployment(
         &target(&job, PASSWORD),
         Action {
             functions: 2,
             memory_mb: 1769,
         },
+        &key.fingerprint(),
     );
-    assert_eq!(system[1].body, expected);
+    assert_eq!(system[2].body, expected);
 
     let invocations: Vec<_> = received
         .iter()
@@ -115,25 +128,40 @@ fn a_job_trains_through_the_gateway_with_exactly_the_requests_of_its_api() {
         "two functions for two epochs: {} invocations",
         invocations.len()
     );
-    assert!(
-        invocations
-            .iter()
-            .all(|r| r.method == "POST" && r.credentials.is_none() && r.body["taskId"].is_string())
-    );
+    assert!(invocations.iter().all(|r| {
+        r.method == "POST"
+            && r.credentials.is_none()
+            && r.body["signature"].is_string()
+            && r.body["task"]
+                .as_str()
+                .is_some_and(|task| task.contains("taskId"))
+            && !r.body.to_string().contains(&key.to_text())
+    }));
     assert_eq!(gateway.replicas(), 2, "two real worker processes ran them");
 
     // The backend releases its function when a run ends (the driver's release_functions).
-    let mut backend =
-        OpenFaasBackend::new(target(&job, PASSWORD), PoolLimits::of(&job.spec.backend))
-            .expect("backend");
+    let mut backend = OpenFaasBackend::new(
+        target(&job, PASSWORD),
+        PoolLimits::of(&job.spec.backend),
+        None,
+    )
+    .expect("backend");
     runtime().block_on(backend.release()).expect("released");
-    let last = gateway.received().last().cloned().expect("a request");
+    let received = gateway.received();
+    let [.., function, secret] = received.as_slice() else {
+        panic!("no release requests: {received:?}");
+    };
     assert_eq!(
-        (last.method.as_str(), last.path.as_str()),
+        (function.method.as_str(), function.path.as_str()),
         ("DELETE", "/system/functions")
     );
-    assert_eq!(last.body, json!({"functionName": "siren-faas"}));
+    assert_eq!(function.body, json!({"functionName": "siren-faas"}));
+    assert_eq!(
+        (secret.method.as_str(), secret.path.as_str()),
+        ("DELETE", "/system/secrets")
+    );
     assert_eq!(gateway.replicas(), 0);
+    assert!(gateway.secret_names().is_empty(), "the run's key is gone");
 }
 
 #[test]

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::kube::*;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 use siren_e2e::{FakeOpenFaas, KubeApiServer, PoolAddress, RedisServer, WorkerPool};
@@ -30,6 +31,48 @@ fn knative_services(client: kube::Client, namespace: &str) -> Api<DynamicObject>
         "Service",
     ));
     Api::namespaced_with(client, namespace, &resource)
+}
+
+fn create_secret(apiserver: &KubeApiServer, name: &str, data: &[(&str, &str)]) {
+    let literals: Vec<String> = data
+        .iter()
+        .map(|(key, value)| format!("--from-literal={key}={value}"))
+        .collect();
+    let mut args = vec!["create", "secret", "generic", name];
+    args.extend(literals.iter().map(String::as_str));
+    apiserver.kubectl_ok(&args);
+}
+
+/// The kubelet's part: a container's `env`, with `secretKeyRef`s read from the API server.
+async fn container_env(
+    client: kube::Client,
+    namespace: &str,
+    container: &Value,
+) -> Vec<(String, String)> {
+    let secrets: Api<Secret> = Api::namespaced(client, namespace);
+    let mut env = Vec::new();
+    for variable in container["env"].as_array().into_iter().flatten() {
+        let name = variable["name"].as_str().unwrap_or_default().to_string();
+        if let Some(value) = variable["value"].as_str() {
+            env.push((name, value.to_string()));
+            continue;
+        }
+        let reference = &variable["valueFrom"]["secretKeyRef"];
+        let (Some(secret), Some(key)) = (reference["name"].as_str(), reference["key"].as_str())
+        else {
+            continue;
+        };
+        let secret = secrets
+            .get(secret)
+            .await
+            .expect("the Secret a container names");
+        let value = secret
+            .data
+            .and_then(|data| data.get(key).cloned())
+            .expect("the key a container names");
+        env.push((name, String::from_utf8_lossy(&value.0).into_owned()));
+    }
+    env
 }
 
 /// Knative's part: every new generation of a Service gets a new revision of `min-scale` fresh
@@ -57,8 +100,11 @@ async fn play_knative(
                 .as_str()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
+            let namespace = service.metadata.namespace.clone().unwrap_or_default();
+            let container = &service.data["spec"]["template"]["spec"]["containers"][0];
+            let env = container_env(services.clone().into_client(), &namespace, container).await;
             let resized = pool.clone();
-            tokio::task::spawn_blocking(move || resized.resize(scale))
+            tokio::task::spawn_blocking(move || resized.resize(scale, &env))
                 .await
                 .expect("resize runs")
                 .expect("workers start");
@@ -168,6 +214,22 @@ fn a_knative_job_trains_on_the_service_the_operator_applies_and_deletes() {
     assert_eq!(template["spec"]["containerConcurrency"], 1);
     let container = &template["spec"]["containers"][0];
     assert_eq!(container["image"], IMAGE);
+    // The run's key reached the pods through a Secret, which went with the run.
+    assert_eq!(
+        container["env"][0],
+        json!({"name": "SIREN_TASK_KEY", "valueFrom": {"secretKeyRef": {"name": "siren-kn-task-key", "key": "task-key"}}})
+    );
+    assert!(
+        template["metadata"]["annotations"]["siren.dev/task-key"].is_string(),
+        "{template}"
+    );
+    assert!(
+        !apiserver
+            .kubectl(&["get", "secret", "siren-kn-task-key"])
+            .status
+            .success(),
+        "the task key outlived its run"
+    );
     assert_eq!(
         container["resources"]["limits"],
         json!({"cpu": "1000m", "memory": "1769Mi"})
@@ -196,14 +258,14 @@ fn an_openfaas_job_uses_the_gateway_with_credentials_from_its_secret() {
     let dir = tempfile::tempdir().expect("tempdir");
     install_crd(&apiserver);
     let gateway = FakeOpenFaas::start("admin", "s3cr3t");
-    apiserver.kubectl_ok(&[
-        "create",
-        "secret",
-        "generic",
+    create_secret(
+        &apiserver,
         "openfaas-credentials",
-        "--from-literal=basic-auth-user=admin",
-        "--from-literal=basic-auth-password=s3cr3t",
-    ]);
+        &[
+            ("basic-auth-user", "admin"),
+            ("basic-auth-password", "s3cr3t"),
+        ],
+    );
     let mut operator = Operator::start_with(&apiserver, dir.path(), 1, &[]);
     let backend = |secret: &str| {
         format!(
@@ -276,12 +338,18 @@ fn an_openfaas_job_uses_the_gateway_with_credentials_from_its_secret() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    let before = gateway.received().len();
     apiserver.kubectl_ok(&["delete", "trainingjob", "faas", "--timeout=60s"]);
-    let last = gateway.received().last().cloned().expect("a request");
-    assert_eq!(
-        (last.method.as_str(), last.path.as_str()),
-        ("DELETE", "/system/functions")
-    );
+    let removals: Vec<(String, String)> = gateway.received()[before..]
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    for removed in ["/system/functions", "/system/secrets"] {
+        assert!(
+            removals.contains(&("DELETE".to_string(), removed.to_string())),
+            "{removals:?}"
+        );
+    }
     assert_eq!(gateway.replicas(), 0, "the function went with the job");
     let started = Instant::now();
     while apiserver
@@ -295,4 +363,129 @@ fn an_openfaas_job_uses_the_gateway_with_credentials_from_its_secret() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A store password that lives only in a Secret: a Redis ACL user (the default user needs another
+/// password) named by `spec.store.credentialsSecret`. The operator reads the Secret, the OpenFaaS
+/// function gets it mounted, and the job runs to Succeeded; the password then appears in no
+/// request sent to the gateway or the functions (every task payload included), not in the job's
+/// status or events, nor in the operator's or the functions' logs.
+#[test]
+fn a_store_password_in_a_secret_reaches_no_payload_status_event_or_log() {
+    const PASSWORD: &str = "pw-7f3a9c1e-only-in-a-secret";
+    let apiserver = KubeApiServer::start();
+    let redis = RedisServer::start(&["--requirepass", "admin-only"]);
+    let admin_url = redis.url().replace("redis://", "redis://:admin-only@");
+    let mut admin = redis::Client::open(admin_url)
+        .and_then(|client| client.get_connection())
+        .expect("admin connection");
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "siren",
+            "on",
+            &format!(">{PASSWORD}"),
+            "~siren:*",
+            "&*",
+        ])
+        .arg(&["+@all", "-@dangerous"])
+        .query::<()>(&mut admin)
+        .expect("the ACL user");
+    let dir = tempfile::tempdir().expect("tempdir");
+    install_crd(&apiserver);
+    let gateway = FakeOpenFaas::start_logging("admin", "s3cr3t", "debug");
+    create_secret(
+        &apiserver,
+        "openfaas-credentials",
+        &[
+            ("basic-auth-user", "admin"),
+            ("basic-auth-password", "s3cr3t"),
+        ],
+    );
+    create_secret(
+        &apiserver,
+        "redis-auth",
+        &[("username", "siren"), ("password", PASSWORD)],
+    );
+    // faas-netes mounts the Secrets a deployment lists from the functions' namespace.
+    gateway.add_cluster_secret(
+        "redis-auth",
+        &[("username", "siren"), ("password", PASSWORD)],
+    );
+    let mut operator = Operator::start_with(&apiserver, dir.path(), 1, &[]);
+    let backend = format!(
+        "{{kind: openfaas, openfaas: {{gateway: \"{}\", image: \"{IMAGE}\", credentialsSecret: openfaas-credentials}}}}",
+        gateway.url
+    );
+    let manifest = job_manifest("guarded", 2, &backend, &redis).replace(
+        "store: {kind: redis, url:",
+        "store: {kind: redis, credentialsSecret: redis-auth, url:",
+    );
+    assert!(
+        manifest.contains("credentialsSecret: redis-auth"),
+        "{manifest}"
+    );
+    let applied = apiserver.apply(&manifest);
+    assert!(applied.status.success(), "{applied:?}");
+    let done = wait_for_phase(
+        &apiserver,
+        &mut operator,
+        "guarded",
+        "Succeeded",
+        Duration::from_secs(120),
+    );
+    assert_eq!(done["status"]["epoch"], 2);
+
+    let received = gateway.received();
+    let deployment = received
+        .iter()
+        .find(|r| r.path == "/system/functions" && r.method == "POST")
+        .expect("the function was deployed");
+    let secrets = deployment.body["secrets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(secrets.contains(&json!("redis-auth")), "{secrets:?}");
+    let invocations = received
+        .iter()
+        .filter(|r| r.path.starts_with("/function/"))
+        .count();
+    assert!(
+        invocations >= 4,
+        "two functions for two epochs: {invocations}"
+    );
+    let events = apiserver.kubectl(&["get", "events", "-o", "json"]);
+    let events = String::from_utf8_lossy(&events.stdout).into_owned();
+    assert!(events.contains("guarded"), "the job's events were read");
+    let scanned = [
+        (
+            "requests to the gateway and the functions",
+            received
+                .iter()
+                .map(|r| r.body.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        ("the job's status", job(&apiserver, "guarded").to_string()),
+        ("the events", events),
+        ("the operator's log", operator.log()),
+        ("the functions' logs", gateway.worker_log()),
+    ];
+    for (what, text) in &scanned {
+        assert!(!text.is_empty(), "nothing to scan in {what}");
+        assert!(!text.contains(PASSWORD), "the store password is in {what}");
+    }
+    let lines: usize = scanned.iter().map(|(_, text)| text.lines().count()).sum();
+    eprintln!(
+        "credential scan: {} requests ({invocations} task payloads) and {lines} lines in all",
+        received.len()
+    );
+
+    // Deleting the job clears its store keys, with the credentials from the Secret.
+    apiserver.kubectl_ok(&["delete", "trainingjob", "guarded", "--timeout=60s"]);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("siren:guarded:*")
+        .query(&mut admin)
+        .expect("keys");
+    assert!(keys.is_empty(), "{keys:?}");
 }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use siren_e2e::RedisServer;
-use siren_store::{ParameterStore, RedisStore, Snapshot, StoreError, Update, conformance};
+use siren_store::{
+    ParameterStore, RedisStore, Snapshot, StoreCredentials, StoreError, Update, conformance,
+};
 
 async fn store(url: &str, job: &str, chunk_values: usize) -> RedisStore {
     RedisStore::connect(url, job, chunk_values, Duration::from_secs(5))
@@ -244,6 +246,64 @@ async fn passwords_work_and_never_show_in_errors() {
     );
 }
 
+/// An ACL user that may touch only Siren's keys, with its credentials given apart from the URL,
+/// as a job's `credentialsSecret` gives them.
+#[tokio::test]
+async fn an_acl_user_from_credentials_works_and_its_password_never_shows() {
+    let server = RedisServer::start(&[]);
+    let mut admin = server.raw();
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "siren",
+            "on",
+            ">acl-s3cret",
+            "~siren:*",
+            "&*",
+            "+@all",
+            "-@dangerous",
+        ])
+        .query::<()>(&mut admin)
+        .expect("ACL user created");
+    let credentials = |password: &str| StoreCredentials {
+        username: Some("siren".into()),
+        password: Some(password.into()),
+        ca_pem: None,
+    };
+    let client = RedisStore::connect_with(
+        &server.url(),
+        "acl",
+        100,
+        Duration::from_secs(5),
+        &credentials("acl-s3cret"),
+    )
+    .await
+    .expect("the ACL user connects");
+    client
+        .initialize(&[1.0, 2.0])
+        .await
+        .expect("init as the ACL user");
+    client
+        .push(&Update::new("t", 0, 0, vec![1.0, 1.0]))
+        .await
+        .expect("push as the ACL user");
+    assert_eq!(client.pull().await.expect("pull").params, vec![2.0, 3.0]);
+    let refused = match RedisStore::connect_with(
+        &server.url(),
+        "acl",
+        100,
+        Duration::from_secs(5),
+        &credentials("wrong-acl-pass"),
+    )
+    .await
+    {
+        Ok(store) => store.pull().await.expect_err("unauthenticated").to_string(),
+        Err(error) => error.to_string(),
+    };
+    assert!(!refused.contains("wrong-acl-pass"), "{refused}");
+    assert!(!format!("{:?}", credentials("acl-s3cret")).contains("acl-s3cret"));
+}
+
 #[tokio::test]
 async fn large_models_round_trip_through_many_chunks() {
     let server = RedisServer::start(&[]);
@@ -273,12 +333,16 @@ async fn large_models_round_trip_through_many_chunks() {
 async fn tls_with_the_servers_ca_works_and_without_it_is_refused() {
     let (server, ca) = RedisServer::start_tls();
     let ca_pem = std::fs::read(&ca).expect("CA file");
-    let client = RedisStore::connect_tls(
+    let credentials = StoreCredentials {
+        ca_pem: Some(ca_pem),
+        ..StoreCredentials::default()
+    };
+    let client = RedisStore::connect_with(
         &server.url(),
         "tls",
         100,
         Duration::from_secs(5),
-        Some(&ca_pem),
+        &credentials,
     )
     .await
     .expect("TLS connection trusting the test CA");

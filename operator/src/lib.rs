@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod probes;
 pub mod report;
 pub mod run;
+pub mod store_secret;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use tokio::sync::Mutex;
 use self::metrics::{JobLabels, Metrics, ReasonLabel};
 use self::report::{JobReporter, MANAGER};
 use self::run::{JobRun, RunOptions};
+use self::store_secret::store_credentials;
 use siren_driver::backend::{BackendError, release_functions};
 use siren_driver::job_span::job_span;
 
@@ -428,7 +430,13 @@ async fn clean_up(
     }
     release_functions(job, &context.options.backend(context.client.clone())).await?;
     if job.spec.store.kind != StoreKind::Memory {
-        let store = connect_store(&StoreRef::from_spec(&job.spec.store), &job.name_any()).await?;
+        let credentials = store_credentials(&context.client, job).await?;
+        let store = connect_store(
+            &StoreRef::from_spec(&job.spec.store),
+            &job.name_any(),
+            &credentials,
+        )
+        .await?;
         store.clear().await?;
     }
     context.metrics.forget(&JobLabels {

@@ -16,10 +16,11 @@ use tracing::Instrument;
 use siren_driver::backend::{BackendOptions, release_functions};
 use siren_driver::driver::{DriverObserver, RunControl};
 use siren_driver::job_span::job_span;
-use siren_driver::{JobDriver, ResolveOptions, resolve};
+use siren_driver::{JobDriver, ResolveError, ResolveOptions, resolve};
 
 use crate::metrics::{JobLabels, Metrics, ReasonLabel};
 use crate::report::JobReporter;
+use crate::store_secret::store_credentials;
 
 /// How the operator runs jobs' functions.
 #[derive(Debug, Clone, Default)]
@@ -153,17 +154,24 @@ async fn run(
     };
     let (progress, progress_rx) = mpsc::unbounded_channel();
     let (recorded, recorded_rx) = watch::channel(status.epoch);
-    let backend_options = options.backend(client);
+    let backend_options = options.backend(client.clone());
     let driving = async {
         let mut observer = Publisher { progress };
         let mut status = status;
         status.enter_phase(JobPhase::Initializing, "LoadingData", "loading the dataset");
         observer.status_changed(&status);
-        let resolve_options = ResolveOptions {
-            backend: backend_options.clone(),
-            ..ResolveOptions::default()
+        let resolved = match store_credentials(&client, &job).await {
+            Ok(store_credentials) => {
+                let resolve_options = ResolveOptions {
+                    backend: backend_options.clone(),
+                    store_credentials,
+                    ..ResolveOptions::default()
+                };
+                resolve(&job, resolve_options).await
+            }
+            Err(error) => Err(ResolveError::Store(error)),
         };
-        let last_status = match resolve(&job, resolve_options).await {
+        let last_status = match resolved {
             Ok(resolved) => {
                 let mut driver = JobDriver::new(resolved)
                     .resuming(status)

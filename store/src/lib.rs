@@ -9,6 +9,7 @@
 mod blob;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+mod credentials;
 mod dataset;
 mod memory;
 #[cfg(feature = "redis")]
@@ -26,6 +27,9 @@ use thiserror::Error;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+pub use credentials::{
+    STORE_CA_FILE_ENV, STORE_PASSWORD_ENV, STORE_USERNAME_ENV, StoreCredentials,
+};
 pub use dataset::{
     MAX_SHARD_BYTES, UploadReport, dataset_fingerprint, fetch_shards, upload_dataset,
 };
@@ -174,6 +178,7 @@ pub const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn connect_store(
     store: &StoreRef,
     job: &str,
+    credentials: &StoreCredentials,
 ) -> Result<Arc<dyn ParameterStore>, StoreError> {
     match store.kind {
         StoreKind::Memory => Err(StoreError::Config(
@@ -186,18 +191,12 @@ pub async fn connect_store(
                 .url
                 .as_deref()
                 .ok_or_else(|| StoreError::Config("a redis store needs a url".into()))?;
-            let root_ca = match &store.ca_file {
-                Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    StoreError::Config(format!("cannot read the store's CA file {path}: {e}"))
-                })?),
-                None => None,
-            };
-            let redis = RedisStore::connect_tls(
+            let redis = RedisStore::connect_with(
                 url,
                 job,
                 store.chunk_values as usize,
                 STORE_TIMEOUT,
-                root_ca.as_deref(),
+                credentials,
             )
             .await?;
             Ok(Arc::new(redis))

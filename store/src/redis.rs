@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Script};
+use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, Script};
 
 use super::blob::{ChunkArg, Layout, decode_chunk};
 use super::{
     CheckpointInfo, ParameterStore, PushReceipt, Snapshot, StoreError, StoreStats, Update, redact,
 };
 
-use crate::CHECKPOINTS_KEPT;
+use crate::{CHECKPOINTS_KEPT, StoreCredentials};
 /// Staged chunks of a push that never committed (its client died) disappear after this.
 const STAGE_TTL_MS: u64 = 120_000;
 const CONFLICT_RETRIES: usize = 1_000;
@@ -135,6 +135,17 @@ fn scrub(message: &str, url: &str) -> String {
     }
 }
 
+fn with_credentials(info: ConnectionInfo, credentials: &StoreCredentials) -> ConnectionInfo {
+    let mut settings = info.redis_settings().clone();
+    if let Some(username) = &credentials.username {
+        settings = settings.set_username(username);
+    }
+    if let Some(password) = &credentials.password {
+        settings = settings.set_password(password);
+    }
+    info.set_redis_settings(settings)
+}
+
 fn new_generation() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
@@ -152,38 +163,53 @@ impl RedisStore {
         chunk_values: usize,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        Self::connect_tls(url, job, chunk_values, timeout, None).await
+        Self::connect_with(
+            url,
+            job,
+            chunk_values,
+            timeout,
+            &StoreCredentials::default(),
+        )
+        .await
     }
 
-    /// Connects, trusting `root_ca` (PEM) for a `rediss://` server besides the system's roots.
-    pub async fn connect_tls(
+    /// Connects as `credentials`' user (over the URL's, if it names one), trusting their CA for a
+    /// `rediss://` server besides the system's roots.
+    pub async fn connect_with(
         url: &str,
         job: &str,
         chunk_values: usize,
         timeout: Duration,
-        root_ca: Option<&[u8]>,
+        credentials: &StoreCredentials,
     ) -> Result<Self, StoreError> {
         if !siren_crds::is_dns_name(job) {
             return Err(StoreError::Config(format!(
                 "job name `{job}` is not a DNS-1123 name; it would not make a safe key prefix"
             )));
         }
-        let invalid = |e: redis::RedisError| {
-            StoreError::Unavailable(scrub(
-                &format!("invalid Redis URL {}: {e}", redact(url)),
-                url,
-            ))
+        // Redis errors name the command or the I/O problem; scrubbing guards against a library
+        // that one day echoes what it was given.
+        let clean = |message: String| {
+            credentials
+                .secrets()
+                .fold(scrub(&message, url), |clean, secret| {
+                    clean.replace(secret, "***")
+                })
         };
+        let invalid = |e: redis::RedisError| {
+            StoreError::Unavailable(clean(format!("invalid Redis URL {}: {e}", redact(url))))
+        };
+        let info = with_credentials(url.into_connection_info().map_err(invalid)?, credentials);
         let client = if url.starts_with("rediss://") {
             // rustls needs one process-wide crypto provider; another component may have set it.
             let _ = rustls::crypto::ring::default_provider().install_default();
             let certificates = redis::TlsCertificates {
                 client_tls: None,
-                root_cert: root_ca.map(<[u8]>::to_vec),
+                root_cert: credentials.ca_pem.clone(),
             };
-            redis::Client::build_with_tls(url, certificates).map_err(invalid)?
+            redis::Client::build_with_tls(info, certificates).map_err(invalid)?
         } else {
-            redis::Client::open(url).map_err(invalid)?
+            redis::Client::open(info).map_err(invalid)?
         };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -192,10 +218,10 @@ impl RedisStore {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| {
-                StoreError::Unavailable(scrub(
-                    &format!("cannot reach Redis at {}: {e}", redact(url)),
-                    url,
-                ))
+                StoreError::Unavailable(clean(format!(
+                    "cannot reach Redis at {}: {e}",
+                    redact(url)
+                )))
             })?;
         let commit = Script::new(COMMIT);
         let mut loader = connection.clone();
@@ -205,7 +231,7 @@ impl RedisStore {
                 StoreError::Unavailable(format!("Redis at {} did not answer", redact(url)))
             })?
             .map_err(|e| {
-                StoreError::Unavailable(scrub(&format!("Redis at {}: {e}", redact(url)), url))
+                StoreError::Unavailable(clean(format!("Redis at {}: {e}", redact(url))))
             })?;
         Ok(Self {
             connection,

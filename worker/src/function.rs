@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use siren_crds::{StoreRef, Task, TaskDecodeError, TaskFailure, TaskResult};
-use siren_store::{ParameterStore, connect_store};
+use siren_crds::{StoreRef, Task, TaskDecodeError, TaskFailure, TaskResult, now_ms};
+use siren_store::{ParameterStore, StoreCredentials, connect_store};
 use tokio::sync::Mutex;
 
+use crate::access::{FunctionAccess, ReplayGuard};
 use crate::{FunctionState, TaskError};
 
 #[cfg(feature = "http")]
@@ -25,6 +26,8 @@ pub struct FunctionServer {
     /// not free the function while its task still computes.
     slot: Arc<Mutex<Instance>>,
     init_seconds: f64,
+    access: FunctionAccess,
+    replays: ReplayGuard,
 }
 
 struct Instance {
@@ -35,8 +38,8 @@ struct Instance {
 
 impl FunctionServer {
     /// `started` is when the process began: the first task reports the time to here as its
-    /// cold start's initialisation.
-    pub fn new(started: Instant) -> Self {
+    /// cold start's initialisation. Only tasks signed with `access.key` run.
+    pub fn new(started: Instant, access: FunctionAccess) -> Self {
         Self {
             slot: Arc::new(Mutex::new(Instance {
                 state: FunctionState::new(),
@@ -44,6 +47,8 @@ impl FunctionServer {
                 pool: None,
             })),
             init_seconds: started.elapsed().as_secs_f64(),
+            access,
+            replays: ReplayGuard::default(),
         }
     }
 }
@@ -52,6 +57,9 @@ impl FunctionServer {
 /// for Knative and OpenFaaS, an error type for Lambda.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
+    /// The payload is not a task signed by this function's job (unsigned, wrongly signed, out of
+    /// its time window, replayed).
+    Unauthorized(String),
     /// The function is running another task.
     Busy,
     /// The payload is not a task (bad JSON, a missing field, too large).
@@ -66,7 +74,9 @@ impl Rejection {
     pub fn retryable(&self) -> bool {
         match self {
             Rejection::Busy => true,
-            Rejection::Malformed(_) | Rejection::Unsupported(_) => false,
+            Rejection::Unauthorized(_) | Rejection::Malformed(_) | Rejection::Unsupported(_) => {
+                false
+            }
             Rejection::Failed { retryable, .. } => *retryable,
         }
     }
@@ -74,7 +84,8 @@ impl Rejection {
     pub fn message(&self) -> String {
         match self {
             Rejection::Busy => "this function is running a task; one at a time".to_string(),
-            Rejection::Malformed(error)
+            Rejection::Unauthorized(error)
+            | Rejection::Malformed(error)
             | Rejection::Unsupported(error)
             | Rejection::Failed { error, .. } => error.clone(),
         }
@@ -97,21 +108,40 @@ pub(crate) fn oversized() -> Rejection {
 
 impl FunctionServer {
     /// Runs the task in `payload` on this function: the code every transport shares.
+    /// Nothing of the task is decoded, read or connected to before its signature, time and
+    /// nonce have passed.
     pub async fn handle(&self, payload: &[u8]) -> Result<TaskResult, Rejection> {
-        let Ok(mut instance) = Arc::clone(&self.slot).try_lock_owned() else {
-            return Err(Rejection::Busy);
-        };
         if payload.len() > MAX_TASK_BYTES {
             return Err(oversized());
         }
-        let task = Task::from_json(payload).map_err(|error| match error {
+        let now = now_ms();
+        let unauthorized = |error: siren_crds::SignatureError| {
+            tracing::warn!(%error, "refused a task");
+            Rejection::Unauthorized(error.to_string())
+        };
+        let verified = self.access.key.verify(payload, now).map_err(unauthorized)?;
+        self.replays.check(&verified, now).map_err(unauthorized)?;
+        let Ok(mut instance) = Arc::clone(&self.slot).try_lock_owned() else {
+            return Err(Rejection::Busy);
+        };
+        // Only a delivery that runs is remembered: one refused as busy may come again.
+        self.replays.accept(&verified);
+        let task = Task::from_json(verified.task.as_bytes()).map_err(|error| match error {
             TaskDecodeError::UnsupportedVersion { .. } => Rejection::Unsupported(error.to_string()),
             _ => Rejection::Malformed(error.to_string()),
         })?;
+        if task.stored_data.is_none() {
+            return Err(Rejection::Unsupported(
+                "the task names no training data in the store: a function reads its data only \
+                 from the store, never from files a task names"
+                    .to_string(),
+            ));
+        }
+        let credentials = self.access.store.clone();
         // The task runs to its end (holding the function) even if the caller stops waiting.
         let running = tokio::spawn(async move {
             let cold = !instance.state.is_warm();
-            let outcome = run(&mut instance, &task).await;
+            let outcome = run(&mut instance, &task, &credentials).await;
             (cold, outcome)
         });
         let (cold, outcome) = running.await.map_err(|error| Rejection::Failed {
@@ -140,6 +170,7 @@ async fn store_for(
     instance: &mut Instance,
     store: &StoreRef,
     job: &str,
+    credentials: &StoreCredentials,
 ) -> Result<Arc<dyn ParameterStore>, TaskError> {
     let key = (
         serde_json::to_string(store).unwrap_or_default(),
@@ -148,15 +179,19 @@ async fn store_for(
     if let Some(store) = instance.stores.get(&key) {
         return Ok(Arc::clone(store));
     }
-    let connected = connect_store(store, job).await?;
+    let connected = connect_store(store, job, credentials).await?;
     // A warm function serves one job at a time: connections of earlier jobs are closed.
     instance.stores.clear();
     instance.stores.insert(key, Arc::clone(&connected));
     Ok(connected)
 }
 
-async fn run(instance: &mut Instance, task: &Task) -> Result<TaskResult, TaskError> {
-    let store = store_for(instance, &task.store, &task.job).await?;
+async fn run(
+    instance: &mut Instance,
+    task: &Task,
+    credentials: &StoreCredentials,
+) -> Result<TaskResult, TaskError> {
+    let store = store_for(instance, &task.store, &task.job, credentials).await?;
     // A caller cannot make the function start more threads than the machine has cores.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let threads = task.threads.clamp(1, cores);

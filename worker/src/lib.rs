@@ -1,5 +1,6 @@
 //! The Siren function: everything a worker needs to turn a task into pushed updates.
 
+pub mod access;
 pub mod function;
 pub mod logs;
 pub mod model;

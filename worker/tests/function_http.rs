@@ -1,13 +1,14 @@
-//! The `siren-worker` binary as a serverless platform runs it: a real process on a loopback port,
-//! real HTTP requests, a real redis-server as its store.
+//! The `siren-worker` binary as a serverless platform runs it: a real process on a loopback port
+//! with its job's task key in its environment, real HTTP requests, a real redis-server as its
+//! store.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use siren_crds::TaskFailure;
 use siren_crds::{
-    HyperParameters, ModelKind, ModelSpec, StoreKind, StoreRef, StoreSpec, SyntheticSource,
-    TASK_PROTOCOL_VERSION, Task, TaskResult,
+    CsvSource, HyperParameters, ModelKind, ModelSpec, StoreKind, StoreRef, StoreSpec,
+    SyntheticSource, TASK_KEY_ENV, TASK_PROTOCOL_VERSION, TASK_VALIDITY, Task, TaskFailure,
+    TaskKey, TaskResult, now_ms,
 };
 use siren_data::cached_splits;
 use siren_e2e::{RedisServer, free_port};
@@ -17,12 +18,15 @@ use siren_worker::model::Architecture;
 struct Worker {
     child: Child,
     url: String,
+    key: TaskKey,
 }
 
 impl Worker {
     fn start() -> Self {
         let port = free_port();
+        let key = TaskKey::generate();
         let child = Command::new(env!("CARGO_BIN_EXE_siren-worker"))
+            .env(TASK_KEY_ENV, key.to_text())
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
             .env("SIREN_LOG", "warn")
@@ -32,6 +36,7 @@ impl Worker {
         let worker = Worker {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            key,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while reqwest::blocking::get(format!("{}/healthz", worker.url)).is_err() {
@@ -51,6 +56,20 @@ impl Worker {
         let status = response.status().as_u16();
         (status, response.bytes().expect("body").to_vec())
     }
+
+    /// `text` as a task signed with the worker's key, now.
+    fn signed(&self, text: String) -> Vec<u8> {
+        let signed = self.key.sign_text(text, now_ms(), nonce());
+        serde_json::to_vec(&signed).expect("json")
+    }
+
+    fn post_task(&self, task: &Task) -> (u16, Vec<u8>) {
+        self.post(self.signed(serde_json::to_string(task).expect("json")))
+    }
+}
+
+fn nonce() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 impl Drop for Worker {
@@ -144,7 +163,7 @@ fn a_task_runs_cold_then_warm_on_shards_from_the_store() {
     let worker = Worker::start();
     let mut first = task(&redis, 1000, vec![0, 1]);
     prepare(&redis, &mut first);
-    let (status, body) = worker.post(serde_json::to_vec(&first).expect("json"));
+    let (status, body) = worker.post_task(&first);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let result: TaskResult = serde_json::from_slice(&body).expect("a result");
     assert!(result.cold_start);
@@ -157,7 +176,7 @@ fn a_task_runs_cold_then_warm_on_shards_from_the_store() {
     let mut second = first.clone();
     second.task_id = "http-e1-f1".into();
     second.shards = vec![1, 2];
-    let (status, body) = worker.post(serde_json::to_vec(&second).expect("json"));
+    let (status, body) = worker.post_task(&second);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let result: TaskResult = serde_json::from_slice(&body).expect("a result");
     assert!(!result.cold_start);
@@ -172,7 +191,8 @@ fn a_task_runs_cold_then_warm_on_shards_from_the_store() {
 fn bad_payloads_get_400_and_unsupported_tasks_422() {
     let redis = RedisServer::start(&[]);
     let worker = Worker::start();
-    let (status, body) = worker.post("{\"protocolVersion\": 1, \"job\": 7}");
+    let (status, body) =
+        worker.post(worker.signed("{\"protocolVersion\": 1, \"job\": 7}".to_string()));
     assert_eq!(status, 400);
     assert!(
         error_of(&body).error.contains("job"),
@@ -186,7 +206,7 @@ fn bad_payloads_get_400_and_unsupported_tasks_422() {
 
     let mut future = serde_json::to_value(task(&redis, 1000, vec![0])).expect("json");
     future["protocolVersion"] = serde_json::json!(99);
-    let (status, body) = worker.post(future.to_string());
+    let (status, body) = worker.post(worker.signed(future.to_string()));
     assert_eq!(status, 422);
     assert!(error_of(&body).error.contains("protocol version 99"));
 
@@ -196,13 +216,16 @@ fn bad_payloads_get_400_and_unsupported_tasks_422() {
         kind: ModelKind::Lenet5,
         hidden: None,
     };
-    let (status, body) = worker.post(serde_json::to_vec(&lenet).expect("json"));
+    let mut tabular = task(&redis, 1000, vec![0]);
+    prepare(&redis, &mut tabular);
+    lenet.stored_data = tabular.stored_data;
+    let (status, body) = worker.post_task(&lenet);
     assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
     assert!(!error_of(&body).retryable);
 
     let mut good = task(&redis, 1000, vec![0]);
     prepare(&redis, &mut good);
-    let (status, body) = worker.post(serde_json::to_vec(&good).expect("json"));
+    let (status, body) = worker.post_task(&good);
     assert_eq!(
         status,
         200,
@@ -220,7 +243,7 @@ fn a_second_task_meanwhile_gets_429_and_sigterm_finishes_the_task_in_flight() {
     long.model.hidden = Some(vec![512, 512]);
     prepare(&redis, &mut long);
     let url = worker.url.clone();
-    let body = serde_json::to_vec(&long).expect("json");
+    let body = worker.signed(serde_json::to_string(&long).expect("json"));
     let in_flight = std::thread::spawn(move || {
         let response = reqwest::blocking::Client::new()
             .post(&url)
@@ -238,7 +261,7 @@ fn a_second_task_meanwhile_gets_429_and_sigterm_finishes_the_task_in_flight() {
     }
     let mut second = long.clone();
     second.task_id = "http-e1-f1".into();
-    let (status, body) = worker.post(serde_json::to_vec(&second).expect("json"));
+    let (status, body) = worker.post_task(&second);
     assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
     assert!(error_of(&body).retryable);
     assert!(!in_flight.is_finished(), "the task must still be running");
@@ -256,4 +279,89 @@ fn a_second_task_meanwhile_gets_429_and_sigterm_finishes_the_task_in_flight() {
     );
     let exit = worker.child.wait().expect("the worker exits");
     assert!(exit.success(), "{exit:?}");
+}
+
+/// A function runs only what its job's driver signed: anything else gets 401 before the function
+/// decodes the task, reads a file or connects anywhere.
+#[test]
+fn tasks_not_signed_with_its_key_get_401_before_anything_is_read() {
+    let redis = RedisServer::start(&[]);
+    let worker = Worker::start();
+    // A "store" that records whether anyone connected to it.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    trap.set_nonblocking(true).expect("non-blocking");
+    let mut lured = task(&redis, 1000, vec![0]);
+    prepare(&redis, &mut lured);
+    lured.store.url = Some(format!("redis://{}", trap.local_addr().expect("address")));
+    let text = serde_json::to_string(&lured).expect("json");
+
+    let unsigned = worker.post(text.clone());
+    let other_key = TaskKey::generate().sign_text(text.clone(), now_ms(), nonce());
+    let wrong_key = worker.post(serde_json::to_vec(&other_key).expect("json"));
+    let mut tampered = worker.key.sign_text(text.clone(), now_ms(), nonce());
+    tampered.task = tampered.task.replace("http-e1-f0", "http-e1-f9");
+    let tampered = worker.post(serde_json::to_vec(&tampered).expect("json"));
+    let stale_at = now_ms() - TASK_VALIDITY.as_millis() as u64 - 60_000;
+    let stale = worker.key.sign_text(text.clone(), stale_at, nonce());
+    let stale = worker.post(serde_json::to_vec(&stale).expect("json"));
+    for (case, (status, body)) in [
+        ("unsigned", unsigned),
+        ("signed with another key", wrong_key),
+        ("changed after signing", tampered),
+        ("issued too long ago", stale),
+    ] {
+        assert_eq!(status, 401, "{case}: {}", String::from_utf8_lossy(&body));
+        let failure = error_of(&body);
+        assert!(!failure.retryable, "{case}: {failure:?}");
+    }
+    assert!(
+        matches!(trap.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a refused task made the function connect to the address it named"
+    );
+
+    // The same signed delivery twice: the second is a replay.
+    let mut good = task(&redis, 1000, vec![0]);
+    prepare(&redis, &mut good);
+    let once = worker.signed(serde_json::to_string(&good).expect("json"));
+    let (status, body) = worker.post(once.clone());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = worker.post(once);
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    assert!(error_of(&body).error.contains("already delivered"));
+}
+
+/// Even a signed task cannot make a function read one of its files: data comes from the store.
+#[test]
+fn a_signed_task_naming_a_local_file_is_refused_without_reading_it() {
+    let redis = RedisServer::start(&[]);
+    let worker = Worker::start();
+    let mut sneaky = task(&redis, 1000, vec![0]);
+    sneaky.dataset.synthetic = None;
+    sneaky.dataset.csv = Some(CsvSource {
+        train: "/etc/passwd".into(),
+        test: None,
+        label_column: 0,
+        header: false,
+        test_fraction: 0.2,
+    });
+    let (status, body) = worker.post_task(&sneaky);
+    assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
+    let error = error_of(&body).error;
+    assert!(error.contains("only from the store"), "{error}");
+    assert!(!error.contains("root:"), "{error}");
+}
+
+/// A function without a key would run anyone's tasks: it does not start.
+#[test]
+fn a_worker_without_a_task_key_refuses_to_start() {
+    let output = Command::new(env!("CARGO_BIN_EXE_siren-worker"))
+        .env_remove(TASK_KEY_ENV)
+        .env_remove(format!("{TASK_KEY_ENV}_FILE"))
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .output()
+        .expect("siren-worker runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(TASK_KEY_ENV), "{stderr}");
 }

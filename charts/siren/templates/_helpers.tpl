@@ -78,16 +78,21 @@ watches: a ClusterRole's rules, or a Role's with watchNamespace.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# The Secrets a job names: its store's credentials (spec.store.credentialsSecret) and, for
+# OpenFaaS, the gateway's basic-auth credentials. Read by name only: never listed or watched.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 {{- if .Values.backends.knative }}
 # Knative backend: one Service per job, scaled between epochs and deleted with the job.
 - apiGroups: ["serving.knative.dev"]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-{{- end }}
-{{- if .Values.backends.openfaas }}
-# OpenFaaS backend: the gateway's basic-auth credentials, from the Secret a job names.
+# Knative backend: each run's task key, in a Secret the Service's pods read
+# (`<service>-task-key`, owned by the job), written by server-side apply and deleted when the run
+# ends.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
+  verbs: ["create", "patch", "delete"]
 {{- end }}
 {{- end -}}

@@ -2,11 +2,21 @@
 //! job, also to release the functions of a job whose run is over.
 
 use kube::{Resource, ResourceExt};
-use siren_crds::{BackendKind, TrainingJob};
+use siren_crds::{BackendKind, TaskKey, TrainingJob};
 
 use super::knative::{KnativeBackend, KnativeTarget};
 use super::openfaas::{OpenFaasBackend, OpenFaasTarget, credentials_from_secret};
-use super::{BackendError, FunctionBackend, PoolLimits};
+use super::{BackendError, FunctionBackend, FunctionSecrets, PoolLimits};
+
+/// The job's store credentials Secret, if it names one, and whether its store speaks TLS.
+fn store_secret(job: &TrainingJob) -> (Option<String>, bool) {
+    let store = &job.spec.store;
+    let tls = store
+        .url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("rediss://"));
+    (store.credentials_secret.clone(), tls)
+}
 
 fn namespace_of(job: &TrainingJob) -> String {
     job.namespace().unwrap_or_else(|| "default".to_string())
@@ -16,13 +26,15 @@ fn knative_target(job: &TrainingJob, limits: PoolLimits) -> Result<KnativeTarget
     let spec = job.spec.backend.knative.as_ref().ok_or_else(|| {
         BackendError::Config("the knative backend needs spec.backend.knative".to_string())
     })?;
-    KnativeTarget::new(
+    let mut target = KnativeTarget::new(
         spec,
         &job.name_any(),
         &namespace_of(job),
         job.controller_owner_ref(&()),
         limits,
-    )
+    )?;
+    (target.store_secret, target.store_tls) = store_secret(job);
+    Ok(target)
 }
 
 async fn openfaas_target(
@@ -38,7 +50,9 @@ async fn openfaas_target(
         }
         None => None,
     };
-    OpenFaasTarget::new(spec, &job.name_any(), credentials)
+    let mut target = OpenFaasTarget::new(spec, &job.name_any(), credentials)?;
+    (target.store_secret, target.store_tls) = store_secret(job);
+    Ok(target)
 }
 
 /// The job's Knative or OpenFaaS backend.
@@ -46,16 +60,21 @@ pub(super) async fn cluster_backend(
     job: &TrainingJob,
     client: kube::Client,
     limits: PoolLimits,
+    secrets: &FunctionSecrets,
 ) -> Result<Box<dyn FunctionBackend>, BackendError> {
+    // The store's credentials reach these functions from the job's Secret, not from the driver.
+    let key: Option<TaskKey> = Some(secrets.key.clone());
     match job.spec.backend.kind {
         BackendKind::OpenFaas => Ok(Box::new(OpenFaasBackend::new(
             openfaas_target(job, &client).await?,
             limits,
+            key,
         )?)),
         _ => Ok(Box::new(KnativeBackend::new(
             client,
             knative_target(job, limits)?,
             limits,
+            key,
         )?)),
     }
 }
@@ -68,7 +87,7 @@ pub(super) async fn release_cluster_functions(
     let limits = PoolLimits::of(&job.spec.backend);
     let backend = match job.spec.backend.kind {
         BackendKind::OpenFaas => match openfaas_target(job, &client).await {
-            Ok(target) => OpenFaasBackend::new(target, limits)
+            Ok(target) => OpenFaasBackend::new(target, limits, None)
                 .map(|b| Box::new(b) as Box<dyn FunctionBackend>),
             // Without the gateway's credentials nothing can be deleted, now or on any retry:
             // holding the job's deletion hostage would not bring them back.
@@ -78,7 +97,7 @@ pub(super) async fn release_cluster_functions(
             }
         },
         _ => match knative_target(job, limits) {
-            Ok(target) => KnativeBackend::new(client, target, limits)
+            Ok(target) => KnativeBackend::new(client, target, limits, None)
                 .map(|b| Box::new(b) as Box<dyn FunctionBackend>),
             // A job whose Service could not even be named never created one.
             Err(_) => return Ok(()),

@@ -1,11 +1,12 @@
 //! Invoking a function over HTTP, as Knative Services, OpenFaaS functions and the process backend's
-//! workers are: the task as a JSON body, its result or a `TaskFailure` as the answer.
+//! workers are: the task, signed with the job's key, as a JSON body; its result or a `TaskFailure`
+//! as the answer.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use siren_crds::{Task, TaskFailure, TaskResult};
+use siren_crds::{Task, TaskFailure, TaskKey, TaskResult};
 
 use super::slots::run_on_slots;
 use super::{Assignment, Invocation, PoolLimits};
@@ -19,6 +20,7 @@ pub async fn run_over_http(
     limits: PoolLimits,
     assignments: Vec<Assignment>,
     progress: Arc<AtomicU64>,
+    key: &TaskKey,
 ) -> Vec<Invocation> {
     let timeout = limits.task_timeout;
     run_on_slots(
@@ -27,10 +29,10 @@ pub async fn run_over_http(
         limits.straggler_factor,
         Some(progress),
         |slot, task| {
-            let (client, url) = (client.clone(), urls[slot].clone());
+            let (client, url, key) = (client.clone(), urls[slot].clone(), key.clone());
             Box::pin(async move {
                 let started = Instant::now();
-                let result = invoke(client, url, task, timeout).await;
+                let result = invoke(client, url, &key, task, timeout).await;
                 (result, started.elapsed().as_secs_f64())
             })
         },
@@ -42,13 +44,18 @@ pub async fn run_over_http(
 async fn invoke(
     client: reqwest::Client,
     url: String,
+    key: &TaskKey,
     task: Task,
     timeout: Duration,
 ) -> Result<TaskResult, TaskFailure> {
+    // Signed per delivery: each attempt, retries included, carries its own nonce.
+    let signed = key
+        .sign(&task)
+        .map_err(|e| TaskFailure::fatal(format!("cannot encode the task: {e}")))?;
     let response = client
         .post(&url)
         .timeout(timeout)
-        .json(&task)
+        .json(&signed)
         .send()
         .await
         .map_err(|e| TaskFailure::retryable(format!("invoking {url}: {e}")))?;

@@ -3,24 +3,30 @@
 //! `min-scale` = `max-scale` = the scheduler's function count and the memory and CPU of its memory
 //! size; every task is one request to the Service's cluster-local address, and
 //! `containerConcurrency: 1` makes Knative route each request to a pod with nothing else to do.
+//! The run's task key lives in a Secret of the job's (`<service>-task-key`) that the container reads
+//! through `secretKeyRef`; the store's credentials come from the job's own `credentialsSecret`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
 };
 use serde_json::{Value, json};
-use siren_crds::KnativeSpec;
 use siren_crds::validate::MAX_KNATIVE_SERVICE_NAME;
+use siren_crds::{KnativeSpec, TASK_KEY_ENV, TaskFailure, TaskKey};
 use siren_scheduler::Action;
+use siren_store::{STORE_CA_FILE_ENV, STORE_PASSWORD_ENV, STORE_USERNAME_ENV};
 
 use super::http::run_over_http;
 use super::pods::{function_name, resources};
-use super::{Assignment, BackendError, FunctionBackend, Invocation, PoolLimits};
+use super::{
+    Assignment, BackendError, FunctionBackend, Invocation, PoolLimits, failed_invocations,
+};
 
 /// The operator's field manager: the fields it applies are its own, and nobody else's edits to
 /// them survive the next epoch.
@@ -32,6 +38,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(600);
 const READY_POLL: Duration = Duration::from_millis(250);
 /// The port the worker listens on (Knative tells it through `$PORT`).
 const WORKER_PORT: u16 = 8080;
+/// The key of the task key in its Secret.
+const TASK_KEY_FIELD: &str = "task-key";
+/// Where the store's CA from `credentialsSecret` is mounted.
+const STORE_CA_DIR: &str = "/var/run/siren/store-ca";
 
 /// Everything about the Service that does not change from one epoch to the next.
 #[derive(Debug, Clone)]
@@ -45,6 +55,9 @@ pub struct KnativeTarget {
     /// operator runs.
     pub owner: Option<OwnerReference>,
     pub timeout_seconds: u32,
+    /// The Secret with the store's `username`, `password` and (for TLS) `ca.crt`.
+    pub store_secret: Option<String>,
+    pub store_tls: bool,
 }
 
 impl KnativeTarget {
@@ -65,24 +78,90 @@ impl KnativeTarget {
             owner,
             timeout_seconds: (limits.task_timeout.as_secs() as u32)
                 .clamp(1, MAX_REVISION_TIMEOUT_SECONDS),
+            store_secret: None,
+            store_tls: false,
         })
+    }
+
+    /// The Secret holding the run's task key.
+    pub fn key_secret(&self) -> String {
+        format!("{}-task-key", self.name)
     }
 }
 
+/// The Secret holding `key` for the Service's pods, owned by the job like the Service.
+pub fn key_secret_object(target: &KnativeTarget, key: &TaskKey) -> Value {
+    let mut metadata = json!({
+        "name": target.key_secret(),
+        "namespace": target.namespace,
+        "labels": {
+            "app.kubernetes.io/managed-by": "siren-operator",
+            "siren.dev/job": target.job,
+        },
+    });
+    if let Some(owner) = &target.owner {
+        metadata["ownerReferences"] = json!([owner]);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": "Opaque",
+        "stringData": { TASK_KEY_FIELD: key.to_text() },
+    })
+}
+
+fn secret_env(variable: &str, secret: &str, key: &str) -> Value {
+    json!({
+        "name": variable,
+        "valueFrom": { "secretKeyRef": { "name": secret, "key": key } },
+    })
+}
+
+/// The container's secrets: the task key, and the store's credentials when the job names them.
+fn secrets_of(target: &KnativeTarget, container: &mut Value, pod_spec: &mut Value) {
+    let mut env = vec![secret_env(
+        TASK_KEY_ENV,
+        &target.key_secret(),
+        TASK_KEY_FIELD,
+    )];
+    if let Some(secret) = &target.store_secret {
+        env.push(secret_env(STORE_USERNAME_ENV, secret, "username"));
+        env.push(secret_env(STORE_PASSWORD_ENV, secret, "password"));
+        if target.store_tls {
+            env.push(json!({
+                "name": STORE_CA_FILE_ENV,
+                "value": format!("{STORE_CA_DIR}/ca.crt"),
+            }));
+            container["volumeMounts"] =
+                json!([{ "name": "store-ca", "mountPath": STORE_CA_DIR, "readOnly": true }]);
+            pod_spec["volumes"] = json!([{
+                "name": "store-ca",
+                "secret": { "secretName": secret, "items": [{ "key": "ca.crt", "path": "ca.crt" }] },
+            }]);
+        }
+    }
+    container["env"] = json!(env);
+}
+
 /// The Service for a pool of `action.functions` functions of `action.memory_mb` each.
-pub fn service_object(target: &KnativeTarget, action: Action) -> Value {
+/// `key_fingerprint` names the run's key on the revision template, so that a new key (a new run)
+/// rolls new pods that read it.
+pub fn service_object(target: &KnativeTarget, action: Action, key_fingerprint: &str) -> Value {
     let scale = action.functions.to_string();
+    let mut container = json!({
+        "name": "worker",
+        "image": target.image,
+        "ports": [{ "name": "http1", "containerPort": WORKER_PORT }],
+        "resources": resources(action.memory_mb),
+        "readinessProbe": { "httpGet": { "path": "/healthz" } },
+    });
     let mut pod_spec = json!({
         "containerConcurrency": 1,
         "timeoutSeconds": target.timeout_seconds,
-        "containers": [{
-            "name": "worker",
-            "image": target.image,
-            "ports": [{ "name": "http1", "containerPort": WORKER_PORT }],
-            "resources": resources(action.memory_mb),
-            "readinessProbe": { "httpGet": { "path": "/healthz" } },
-        }],
     });
+    secrets_of(target, &mut container, &mut pod_spec);
+    pod_spec["containers"] = json!([container]);
     if let Some(account) = &target.service_account_name {
         pod_spec["serviceAccountName"] = json!(account);
     }
@@ -111,6 +190,7 @@ pub fn service_object(target: &KnativeTarget, action: Action) -> Value {
                         "autoscaling.knative.dev/initial-scale": scale,
                         "autoscaling.knative.dev/min-scale": scale,
                         "autoscaling.knative.dev/max-scale": scale,
+                        "siren.dev/task-key": key_fingerprint,
                     },
                 },
                 "spec": pod_spec,
@@ -171,7 +251,11 @@ pub fn readiness(service: &Value) -> Readiness {
 
 pub struct KnativeBackend {
     api: Api<DynamicObject>,
+    secrets: Api<Secret>,
     target: KnativeTarget,
+    /// The run's key; `None` for a backend that only releases a job's functions.
+    key: Option<TaskKey>,
+    key_written: bool,
     http: reqwest::Client,
     limits: PoolLimits,
     url: Option<String>,
@@ -183,14 +267,18 @@ impl KnativeBackend {
         client: kube::Client,
         target: KnativeTarget,
         limits: PoolLimits,
+        key: Option<TaskKey>,
     ) -> Result<Self, BackendError> {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| BackendError::platform("cannot build the HTTP client", e))?;
         Ok(Self {
-            api: services(client, &target.namespace),
+            api: services(client.clone(), &target.namespace),
+            secrets: Api::namespaced(client, &target.namespace),
             target,
+            key,
+            key_written: false,
             http,
             limits,
             url: None,
@@ -238,7 +326,30 @@ impl FunctionBackend for KnativeBackend {
     }
 
     async fn scale(&mut self, action: Action) -> Result<(), BackendError> {
-        let service = service_object(&self.target, action);
+        let key = self.key.as_ref().ok_or_else(|| {
+            BackendError::Config("this Knative backend has no task key to run with".to_string())
+        })?;
+        if !self.key_written {
+            let name = self.target.key_secret();
+            self.secrets
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&key_secret_object(&self.target, key)),
+                )
+                .await
+                .map_err(|e| {
+                    BackendError::platform(
+                        format!(
+                            "cannot write the task key Secret {}/{name}",
+                            self.target.namespace
+                        ),
+                        e,
+                    )
+                })?;
+            self.key_written = true;
+        }
+        let service = service_object(&self.target, action, &key.fingerprint());
         self.api
             .patch(
                 &self.target.name,
@@ -269,7 +380,11 @@ impl FunctionBackend for KnativeBackend {
             Some(url) => vec![url.clone(); self.functions as usize],
             None => Vec::new(),
         };
-        run_over_http(&self.http, slots, self.limits, assignments, progress).await
+        let Some(key) = &self.key else {
+            let failure = TaskFailure::fatal("this Knative backend has no task key");
+            return failed_invocations(assignments, &failure);
+        };
+        run_over_http(&self.http, slots, self.limits, assignments, progress, key).await
     }
 
     /// Deletes the job's Service; one that is already gone (or a cluster without Knative) is
@@ -286,6 +401,23 @@ impl FunctionBackend for KnativeBackend {
                 ));
             }
         }
+        // The key is worthless once its run is over; a new run writes its own.
+        let secret = self.target.key_secret();
+        match self
+            .secrets
+            .delete(&secret, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => {
+                return Err(BackendError::platform(
+                    format!("cannot delete the task key Secret {namespace}/{secret}"),
+                    error,
+                ));
+            }
+        }
+        self.key_written = false;
         self.url = None;
         self.functions = 0;
         Ok(())
@@ -312,6 +444,8 @@ mod tests {
                 block_owner_deletion: Some(true),
             }),
             timeout_seconds: 300,
+            store_secret: Some("redis-auth".to_string()),
+            store_tls: true,
         }
     }
 
@@ -326,6 +460,7 @@ mod tests {
                 functions: 8,
                 memory_mb: 1769,
             },
+            "0123456789ab",
         );
         let golden: Value =
             serde_json::from_str(include_str!("../../tests/golden/knative-service.json"))

@@ -2,6 +2,7 @@
 //! `siren-lambda`. Memory is the function's configuration, changed between epochs; Lambda itself
 //! runs as many instances as there are concurrent invocations.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -12,18 +13,22 @@ use aws_config::meta::region::ProvideRegion;
 use aws_config::retry::RetryConfig;
 use aws_sdk_lambda::config::http::HttpResponse;
 use aws_sdk_lambda::error::{DisplayErrorContext, SdkError};
+use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
 use aws_sdk_lambda::operation::invoke::InvokeError;
+use aws_sdk_lambda::operation::update_function_configuration::builders::UpdateFunctionConfigurationFluentBuilder;
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{InvocationType, LastUpdateStatus, LogType, State};
+use aws_sdk_lambda::types::{Environment, InvocationType, LastUpdateStatus, LogType, State};
 use serde::Deserialize;
-use siren_crds::{LambdaSpec, Task, TaskFailure, TaskResult};
+use siren_crds::{LambdaSpec, SignedTask, TASK_KEY_ENV, TaskFailure, TaskKey, TaskResult};
 use siren_scheduler::Action;
 
 use super::slots::{Attempt, run_on_slots};
 use super::{Assignment, BackendError, FunctionBackend, Invocation, PoolLimits};
 
-/// Error type `siren-lambda` gives a task that no retry can fix.
+/// Error types `siren-lambda` gives a task that no retry can fix: an invalid one, and one not
+/// signed with the function's key.
 const INVALID_TASK: &str = "Siren.Invalid";
+const UNAUTHORIZED_TASK: &str = "Siren.Unauthorized";
 /// How long a configuration update may take to reach every new instance.
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(300);
 const UPDATE_POLL: Duration = Duration::from_secs(1);
@@ -38,6 +43,8 @@ const MAX_THROTTLE_BACKOFF: Duration = Duration::from_secs(5);
 pub trait LambdaControl: Send + Sync {
     /// Returns once invocations run with `memory_mb` of memory.
     async fn set_memory(&self, memory_mb: u32) -> Result<(), BackendError>;
+    /// Returns once new invocations run with `key` as the key their tasks must be signed with.
+    async fn install_key(&self, key: &TaskKey) -> Result<(), BackendError>;
     /// Prepares for `functions` concurrent invocations. Lambda scales by itself up to the
     /// account's concurrency limit (beyond it, invocations are throttled, and the backend retries
     /// them with backoff), so AWS's control does nothing here.
@@ -61,9 +68,12 @@ impl AwsLambdaControl {
         }
     }
 
-    /// The function's memory size once no update is in progress, and the reason of its last
+    /// The function's configuration once no update is in progress, and the reason of its last
     /// update if that failed.
-    async fn settled(&self, deadline: Instant) -> Result<(u32, Option<String>), BackendError> {
+    async fn settled(
+        &self,
+        deadline: Instant,
+    ) -> Result<(GetFunctionConfigurationOutput, Option<String>), BackendError> {
         loop {
             let configuration = self
                 .client
@@ -92,8 +102,7 @@ impl AwsLambdaControl {
                         .unwrap_or("no reason given")
                         .to_string()
                 });
-                let memory = configuration.memory_size().unwrap_or(0).max(0) as u32;
-                return Ok((memory, failed));
+                return Ok((configuration, failed));
             }
             self.wait(deadline).await?;
         }
@@ -109,26 +118,24 @@ impl AwsLambdaControl {
         tokio::time::sleep(UPDATE_POLL).await;
         Ok(())
     }
-}
 
-#[async_trait]
-impl LambdaControl for AwsLambdaControl {
-    async fn set_memory(&self, memory_mb: u32) -> Result<(), BackendError> {
-        let deadline = Instant::now() + UPDATE_TIMEOUT;
-        // A failed update from before this call does not matter: ours replaces it.
-        let (memory, _) = self.settled(deadline).await?;
-        if memory == memory_mb {
-            return Ok(());
-        }
+    /// Applies one configuration change (`what`, for messages) and waits until it is in effect.
+    async fn update(
+        &self,
+        what: &str,
+        deadline: Instant,
+        change: impl Fn(
+            UpdateFunctionConfigurationFluentBuilder,
+        ) -> UpdateFunctionConfigurationFluentBuilder
+        + Send
+        + Sync,
+    ) -> Result<GetFunctionConfigurationOutput, BackendError> {
         loop {
-            let update = self
+            let builder = self
                 .client
                 .update_function_configuration()
-                .function_name(&self.function)
-                .memory_size(memory_mb as i32)
-                .send()
-                .await;
-            match update {
+                .function_name(&self.function);
+            match change(builder).send().await {
                 Ok(_) => break,
                 // Someone else's update started in between: wait for it, then try again.
                 Err(error)
@@ -140,10 +147,7 @@ impl LambdaControl for AwsLambdaControl {
                 }
                 Err(error) => {
                     return Err(BackendError::platform(
-                        format!(
-                            "cannot set the memory of Lambda function {} to {memory_mb} MB",
-                            self.function
-                        ),
+                        format!("cannot {what} of Lambda function {}", self.function),
                         DisplayErrorContext(&error).to_string(),
                     ));
                 }
@@ -152,20 +156,67 @@ impl LambdaControl for AwsLambdaControl {
         match self.settled(deadline).await? {
             (_, Some(reason)) => Err(BackendError::platform(
                 format!(
-                    "updating the memory of Lambda function {} to {memory_mb} MB failed",
+                    "the update to {what} of Lambda function {} failed",
                     self.function
                 ),
                 reason,
             )),
-            (memory, None) if memory != memory_mb => Err(BackendError::platform(
+            (configuration, None) => Ok(configuration),
+        }
+    }
+}
+
+#[async_trait]
+impl LambdaControl for AwsLambdaControl {
+    async fn set_memory(&self, memory_mb: u32) -> Result<(), BackendError> {
+        let deadline = Instant::now() + UPDATE_TIMEOUT;
+        // A failed update from before this call does not matter: ours replaces it.
+        let (configuration, _) = self.settled(deadline).await?;
+        if configuration.memory_size() == Some(memory_mb as i32) {
+            return Ok(());
+        }
+        let what = format!("set the memory to {memory_mb} MB");
+        let configuration = self
+            .update(&what, deadline, |builder| {
+                builder.memory_size(memory_mb as i32)
+            })
+            .await?;
+        let memory = configuration.memory_size().unwrap_or(0);
+        if memory != memory_mb as i32 {
+            return Err(BackendError::platform(
                 format!(
                     "Lambda function {} has {memory} MB after an update to {memory_mb} MB",
                     self.function
                 ),
                 "is something else configuring it?",
-            )),
-            _ => Ok(()),
+            ));
         }
+        Ok(())
+    }
+
+    /// Adds the key to the function's environment variables, keeping the others. Lambda encrypts
+    /// them at rest; who may read the function's configuration may read the key.
+    async fn install_key(&self, key: &TaskKey) -> Result<(), BackendError> {
+        let deadline = Instant::now() + UPDATE_TIMEOUT;
+        let (configuration, _) = self.settled(deadline).await?;
+        let mut variables: HashMap<String, String> = configuration
+            .environment()
+            .and_then(|environment| environment.variables())
+            .cloned()
+            .unwrap_or_default();
+        let text = key.to_text();
+        if variables.get(TASK_KEY_ENV) == Some(&text) {
+            return Ok(());
+        }
+        variables.insert(TASK_KEY_ENV.to_string(), text);
+        let environment = Environment::builder()
+            .set_variables(Some(variables))
+            .build();
+        self.update("set the task key", deadline, |builder| {
+            builder.environment(environment.clone())
+        })
+        .await
+        .map(drop)
     }
 }
 
@@ -174,6 +225,8 @@ pub struct LambdaBackend {
     function: String,
     control: Box<dyn LambdaControl>,
     limits: PoolLimits,
+    key: TaskKey,
+    key_installed: bool,
     memory_mb: Option<u32>,
     functions: usize,
 }
@@ -208,14 +261,14 @@ async fn client_with(spec: &LambdaSpec, retries: RetryConfig) -> aws_sdk_lambda:
 
 impl LambdaBackend {
     /// A backend on `spec`'s function, controlled through the AWS API.
-    pub async fn connect(spec: &LambdaSpec, limits: PoolLimits) -> Self {
+    pub async fn connect(spec: &LambdaSpec, limits: PoolLimits, key: TaskKey) -> Self {
         let client = lambda_client(spec).await;
         // Configuration calls are the SDK's to retry: throttling there is no task's failure.
         let control = AwsLambdaControl::new(
             client_with(spec, RetryConfig::standard()).await,
             &spec.function_name,
         );
-        Self::new(client, &spec.function_name, Box::new(control), limits)
+        Self::new(client, &spec.function_name, Box::new(control), limits, key)
     }
 
     pub fn new(
@@ -223,12 +276,15 @@ impl LambdaBackend {
         function: &str,
         control: Box<dyn LambdaControl>,
         limits: PoolLimits,
+        key: TaskKey,
     ) -> Self {
         Self {
             client,
             function: function.to_string(),
             control,
             limits,
+            key,
+            key_installed: false,
             memory_mb: None,
             functions: 0,
         }
@@ -242,6 +298,10 @@ impl FunctionBackend for LambdaBackend {
     }
 
     async fn scale(&mut self, action: Action) -> Result<(), BackendError> {
+        if !self.key_installed {
+            self.control.install_key(&self.key).await?;
+            self.key_installed = true;
+        }
         if self.memory_mb != Some(action.memory_mb) {
             self.control.set_memory(action.memory_mb).await?;
             self.memory_mb = Some(action.memory_mb);
@@ -257,14 +317,19 @@ impl FunctionBackend for LambdaBackend {
         progress: Arc<AtomicU64>,
     ) -> Vec<Invocation> {
         let timeout = self.limits.task_timeout;
-        let (client, function) = (self.client.clone(), self.function.clone());
+        let (client, function, key) = (self.client.clone(), self.function.clone(), &self.key);
         run_on_slots(
             assignments,
             self.functions,
             self.limits.straggler_factor,
             Some(progress),
             |_, task| -> Attempt {
-                Box::pin(invoke(client.clone(), function.clone(), task, timeout))
+                Box::pin(invoke(
+                    client.clone(),
+                    function.clone(),
+                    key.sign(&task),
+                    timeout,
+                ))
             },
         )
         .await
@@ -284,10 +349,11 @@ struct ErrorPayload {
 async fn invoke(
     client: aws_sdk_lambda::Client,
     function: String,
-    task: Task,
+    signed: Result<SignedTask, serde_json::Error>,
     timeout: Duration,
 ) -> (Result<TaskResult, TaskFailure>, f64) {
-    let payload = match serde_json::to_vec(&task) {
+    // Signed once: a throttled invocation never ran, so its nonce is still fresh for the retry.
+    let payload = match signed.and_then(|signed| serde_json::to_vec(&signed)) {
         Ok(payload) => payload,
         Err(e) => {
             return (
@@ -410,7 +476,7 @@ fn function_error(function: &str, body: &[u8]) -> TaskFailure {
                 "Lambda function {function} failed ({}): {}",
                 error.error_type, error.error_message
             );
-            if error.error_type == INVALID_TASK {
+            if error.error_type == INVALID_TASK || error.error_type == UNAUTHORIZED_TASK {
                 TaskFailure::fatal(message)
             } else {
                 // Runtime crashes, timeouts and out-of-memory kills may pass on another instance.

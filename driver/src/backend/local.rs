@@ -11,7 +11,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use siren_crds::{StoreKind, Task, TaskFailure, TaskResult};
 use siren_scheduler::{Action, CostModel};
-use siren_store::{ParameterStore, connect_store};
+use siren_store::{ParameterStore, StoreCredentials, connect_store};
 use siren_worker::{FunctionState, TaskError};
 
 use super::slots::run_on_slots;
@@ -24,6 +24,7 @@ struct LocalFunction {
     pool: Arc<rayon::ThreadPool>,
     runtime: FunctionRuntime,
     store: Option<Arc<dyn ParameterStore>>,
+    store_credentials: StoreCredentials,
 }
 
 /// A function's event loop. Functions are dropped by the async driver (scaling down, or at the end
@@ -56,6 +57,7 @@ pub struct LocalBackend {
     cost_model: Arc<dyn CostModel>,
     limits: PoolLimits,
     cores: usize,
+    store_credentials: StoreCredentials,
 }
 
 impl LocalBackend {
@@ -73,7 +75,14 @@ impl LocalBackend {
             cost_model,
             limits,
             cores,
+            store_credentials: StoreCredentials::default(),
         }
+    }
+
+    /// Functions that connect to a network store themselves do so with `credentials`.
+    pub fn with_store_credentials(mut self, credentials: StoreCredentials) -> Self {
+        self.store_credentials = credentials;
+        self
     }
 
     /// Compute threads for a memory size: its vCPU share rounded, at least one, and never more
@@ -97,6 +106,7 @@ impl LocalBackend {
             pool: Arc::new(pool),
             runtime: FunctionRuntime(Some(runtime)),
             store: None,
+            store_credentials: self.store_credentials.clone(),
         })
     }
 }
@@ -113,9 +123,11 @@ fn run_on_function(
         (StoreKind::Memory, _) => Arc::clone(driver_store),
         (_, Some(store)) => Arc::clone(store),
         (_, None) => {
-            let store = function
-                .runtime
-                .block_on(connect_store(&task.store, &task.job))??;
+            let store = function.runtime.block_on(connect_store(
+                &task.store,
+                &task.job,
+                &function.store_credentials,
+            ))??;
             function.store = Some(Arc::clone(&store));
             store
         }

@@ -24,8 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use async_trait::async_trait;
-use siren_crds::{Task, TaskFailure, TaskResult};
+use siren_crds::{Task, TaskFailure, TaskKey, TaskResult};
 use siren_scheduler::Action;
+use siren_store::StoreCredentials;
 
 use thiserror::Error;
 
@@ -78,6 +79,15 @@ impl BackendError {
     }
 }
 
+/// What a job's functions must hold and no task may carry: the key its tasks are signed with
+/// (new for every run) and the store's credentials. Each backend hands them to its functions the
+/// way its platform keeps secrets.
+#[derive(Debug, Clone)]
+pub struct FunctionSecrets {
+    pub key: TaskKey,
+    pub store: StoreCredentials,
+}
+
 /// One task for one function slot of the pool.
 #[derive(Debug, Clone)]
 pub struct Assignment {
@@ -92,6 +102,22 @@ pub struct Invocation {
     pub result: Result<TaskResult, TaskFailure>,
     /// Time the platform bills for this invocation, failed or not.
     pub billed_seconds: f64,
+}
+
+/// Every assignment failed with `failure` before reaching a function, and unbilled.
+pub(crate) fn failed_invocations(
+    assignments: Vec<Assignment>,
+    failure: &TaskFailure,
+) -> Vec<Invocation> {
+    assignments
+        .into_iter()
+        .map(|assignment| Invocation {
+            task_id: assignment.task.task_id,
+            slot: assignment.slot,
+            result: Err(failure.clone()),
+            billed_seconds: 0.0,
+        })
+        .collect()
 }
 
 #[async_trait]

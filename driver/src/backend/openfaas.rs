@@ -2,7 +2,9 @@
 //! through the gateway's REST API. A new memory size deploys the function again
 //! (`POST`/`PUT /system/functions`); every epoch scales it (`POST /system/scale-function/<name>`)
 //! and waits until that many replicas are available; each task is one `POST /function/<name>`.
-//! The `/system` routes take the gateway's basic-auth credentials.
+//! The `/system` routes take the gateway's basic-auth credentials. The run's task key is a gateway
+//! secret (`<function>-task-key`, `/system/secrets`) mounted into the function, as is the job's
+//! store `credentialsSecret`; the worker reads both from `/var/openfaas/secrets/`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -12,13 +14,16 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde_json::{Value, json};
-use siren_crds::OpenFaasSpec;
 use siren_crds::validate::MAX_FUNCTION_NAME;
+use siren_crds::{OpenFaasSpec, TASK_KEY_ENV, TaskFailure, TaskKey};
 use siren_scheduler::Action;
+use siren_store::{STORE_CA_FILE_ENV, STORE_PASSWORD_ENV, STORE_USERNAME_ENV};
 
 use super::http::run_over_http;
 use super::pods::{function_name, resources};
-use super::{Assignment, BackendError, FunctionBackend, Invocation, PoolLimits};
+use super::{
+    Assignment, BackendError, FunctionBackend, Invocation, PoolLimits, failed_invocations,
+};
 
 /// How long a deployment or a scale may take until every replica is available.
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -28,6 +33,8 @@ const SYSTEM_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Keys of OpenFaaS's own `basic-auth` Secret, which a job's credentials Secret copies.
 pub const USER_KEY: &str = "basic-auth-user";
 pub const PASSWORD_KEY: &str = "basic-auth-password";
+/// Where OpenFaaS mounts a function's secrets, one file per key.
+const SECRETS_DIR: &str = "/var/openfaas/secrets";
 
 #[derive(Clone, PartialEq)]
 pub struct BasicAuth {
@@ -86,6 +93,9 @@ pub struct OpenFaasTarget {
     pub image: String,
     pub max_replicas: u32,
     pub credentials: Option<BasicAuth>,
+    /// The Secret with the store's `username`, `password` and (for TLS) `ca.crt`.
+    pub store_secret: Option<String>,
+    pub store_tls: bool,
 }
 
 impl OpenFaasTarget {
@@ -102,7 +112,14 @@ impl OpenFaasTarget {
             image: spec.image.clone(),
             max_replicas: spec.max_replicas,
             credentials,
+            store_secret: None,
+            store_tls: false,
         })
+    }
+
+    /// The gateway secret holding the run's task key.
+    pub fn key_secret(&self) -> String {
+        format!("{}-task-key", self.name)
     }
 
     /// Where tasks go: `/function/<name>`, or `/function/<name>.<namespace>` outside the
@@ -116,9 +133,34 @@ impl OpenFaasTarget {
 }
 
 /// The `FunctionDeployment` the gateway's `/system/functions` takes, for functions of
-/// `action.memory_mb` starting with `action.functions` replicas.
-pub fn deployment(target: &OpenFaasTarget, action: Action) -> Value {
+/// `action.memory_mb` starting with `action.functions` replicas, reading the run's key (named by
+/// `key_fingerprint`, so that a new key rolls the pods).
+pub fn deployment(target: &OpenFaasTarget, action: Action, key_fingerprint: &str) -> Value {
     let resources = resources(action.memory_mb);
+    let key_secret = target.key_secret();
+    let mut secrets = vec![key_secret.clone()];
+    let mut env = serde_json::Map::new();
+    env.insert(
+        format!("{TASK_KEY_ENV}_FILE"),
+        json!(format!("{SECRETS_DIR}/{key_secret}")),
+    );
+    if let Some(store_secret) = &target.store_secret {
+        secrets.push(store_secret.clone());
+        env.insert(
+            format!("{STORE_USERNAME_ENV}_FILE"),
+            json!(format!("{SECRETS_DIR}/username")),
+        );
+        env.insert(
+            format!("{STORE_PASSWORD_ENV}_FILE"),
+            json!(format!("{SECRETS_DIR}/password")),
+        );
+        if target.store_tls {
+            env.insert(
+                STORE_CA_FILE_ENV.to_string(),
+                json!(format!("{SECRETS_DIR}/ca.crt")),
+            );
+        }
+    }
     let mut body = json!({
         "service": target.name,
         "image": target.image,
@@ -131,7 +173,10 @@ pub fn deployment(target: &OpenFaasTarget, action: Action) -> Value {
         },
         "annotations": {
             "com.openfaas.health.http.path": "/healthz",
+            "siren.dev/task-key": key_fingerprint,
         },
+        "envVars": env,
+        "secrets": secrets,
         "limits": resources["limits"],
         "requests": resources["requests"],
         "readOnlyRootFilesystem": true,
@@ -214,6 +259,31 @@ impl Gateway {
         Ok((status, body))
     }
 
+    /// What the gateway's answer `status` with `body` means for `what`: a refusal.
+    fn refusal(&self, what: &str, status: reqwest::StatusCode, body: &str) -> BackendError {
+        BackendError::platform(
+            format!(
+                "the OpenFaaS gateway {} could not {what}",
+                self.target.gateway
+            ),
+            format!("{status}: {}", body.trim()),
+        )
+    }
+
+    /// Sends a removal: done, or already gone.
+    async fn expect_gone(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(), BackendError> {
+        let (status, body) = self.send(what, request).await?;
+        if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(self.refusal(what, status, &body))
+        }
+    }
+
     async fn expect_success(
         &self,
         what: &str,
@@ -223,13 +293,7 @@ impl Gateway {
         if status.is_success() {
             Ok(body)
         } else {
-            Err(BackendError::platform(
-                format!(
-                    "the OpenFaaS gateway {} could not {what}",
-                    self.target.gateway
-                ),
-                format!("{status}: {}", body.trim()),
-            ))
+            Err(self.refusal(what, status, &body))
         }
     }
 
@@ -244,13 +308,7 @@ impl Gateway {
             return Ok(None);
         }
         if !status.is_success() {
-            return Err(BackendError::platform(
-                format!(
-                    "the OpenFaaS gateway {} could not {what}",
-                    self.target.gateway
-                ),
-                format!("{status}: {}", body.trim()),
-            ));
+            return Err(self.refusal(&what, status, &body));
         }
         serde_json::from_str(&body).map(Some).map_err(|e| {
             BackendError::platform(
@@ -260,14 +318,54 @@ impl Gateway {
         })
     }
 
+    /// Writes the gateway secret `name`, creating it or replacing its value.
+    pub async fn put_secret(&self, name: &str, value: &str) -> Result<(), BackendError> {
+        let what = format!("write secret {name}");
+        let mut body = json!({ "name": name, "value": value });
+        if let Some(namespace) = &self.target.namespace {
+            body["namespace"] = json!(namespace);
+        }
+        let (status, answer) = self
+            .send(
+                &what,
+                self.system(reqwest::Method::POST, "/system/secrets")
+                    .json(&body),
+            )
+            .await?;
+        if status.is_success() {
+            return Ok(());
+        }
+        // faas-netes answers 409 for a secret that exists: replace its value instead.
+        if status == reqwest::StatusCode::CONFLICT {
+            let request = self
+                .system(reqwest::Method::PUT, "/system/secrets")
+                .json(&body);
+            return self.expect_success(&what, request).await.map(drop);
+        }
+        Err(self.refusal(&what, status, &answer))
+    }
+
+    /// Removes the gateway secret `name`; one that is already gone is fine.
+    pub async fn delete_secret(&self, name: &str) -> Result<(), BackendError> {
+        let what = format!("delete secret {name}");
+        let mut body = json!({ "name": name });
+        if let Some(namespace) = &self.target.namespace {
+            body["namespace"] = json!(namespace);
+        }
+        let request = self
+            .system(reqwest::Method::DELETE, "/system/secrets")
+            .json(&body);
+        self.expect_gone(&what, request).await
+    }
+
     /// Creates the function, or updates it when it exists.
-    pub async fn deploy(&self, action: Action) -> Result<(), BackendError> {
+    pub async fn deploy(&self, action: Action, key_fingerprint: &str) -> Result<(), BackendError> {
         let method = match self.status().await? {
             Some(_) => reqwest::Method::PUT,
             None => reqwest::Method::POST,
         };
         let what = format!("deploy function {}", self.target.name);
-        let body = deployment(&self.target, action);
+        let body = deployment(&self.target, action, key_fingerprint);
         // The namespace travels in the body here, not as a query parameter.
         let mut request = self
             .http
@@ -300,18 +398,7 @@ impl Gateway {
         if let Some(auth) = &self.target.credentials {
             request = request.basic_auth(&auth.user, Some(&auth.password));
         }
-        let (status, body) = self.send(&what, request).await?;
-        if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
-            Ok(())
-        } else {
-            Err(BackendError::platform(
-                format!(
-                    "the OpenFaaS gateway {} could not {what}",
-                    self.target.gateway
-                ),
-                format!("{status}: {}", body.trim()),
-            ))
-        }
+        self.expect_gone(&what, request).await
     }
 
     async fn wait_for_replicas(&self, replicas: u32) -> Result<(), BackendError> {
@@ -338,16 +425,23 @@ pub struct OpenFaasBackend {
     gateway: Gateway,
     invocation_url: String,
     limits: PoolLimits,
+    /// The run's key; `None` for a backend that only releases a job's function.
+    key: Option<TaskKey>,
     deployed_memory_mb: Option<u32>,
     functions: u32,
 }
 
 impl OpenFaasBackend {
-    pub fn new(target: OpenFaasTarget, limits: PoolLimits) -> Result<Self, BackendError> {
+    pub fn new(
+        target: OpenFaasTarget,
+        limits: PoolLimits,
+        key: Option<TaskKey>,
+    ) -> Result<Self, BackendError> {
         Ok(Self {
             invocation_url: target.invocation_url(),
             gateway: Gateway::new(target)?,
             limits,
+            key,
             deployed_memory_mb: None,
             functions: 0,
         })
@@ -368,9 +462,16 @@ impl FunctionBackend for OpenFaasBackend {
                 action.functions
             )));
         }
+        let key = self.key.as_ref().ok_or_else(|| {
+            BackendError::Config("this OpenFaaS backend has no task key to run with".to_string())
+        })?;
         // Memory is part of the Deployment: a new size is a new deployment (and cold pods).
         if self.deployed_memory_mb != Some(action.memory_mb) {
-            self.gateway.deploy(action).await?;
+            if self.deployed_memory_mb.is_none() {
+                let name = self.gateway.target.key_secret();
+                self.gateway.put_secret(&name, &key.to_text()).await?;
+            }
+            self.gateway.deploy(action, &key.fingerprint()).await?;
             self.deployed_memory_mb = Some(action.memory_mb);
         }
         self.gateway.scale(action.functions).await?;
@@ -384,6 +485,10 @@ impl FunctionBackend for OpenFaasBackend {
         assignments: Vec<Assignment>,
         progress: Arc<AtomicU64>,
     ) -> Vec<Invocation> {
+        let Some(key) = &self.key else {
+            let failure = TaskFailure::fatal("this OpenFaaS backend has no task key");
+            return failed_invocations(assignments, &failure);
+        };
         let slots = vec![self.invocation_url.clone(); self.functions as usize];
         run_over_http(
             &self.gateway.http,
@@ -391,12 +496,16 @@ impl FunctionBackend for OpenFaasBackend {
             self.limits,
             assignments,
             progress,
+            key,
         )
         .await
     }
 
     async fn release(&mut self) -> Result<(), BackendError> {
         self.gateway.delete().await?;
+        // The key is worthless once its run is over; a new run writes its own.
+        let name = self.gateway.target.key_secret();
+        self.gateway.delete_secret(&name).await?;
         self.deployed_memory_mb = None;
         self.functions = 0;
         Ok(())
@@ -416,6 +525,8 @@ mod tests {
             image: "registry.example.com/siren-worker:0.1.0".to_string(),
             max_replicas: 5,
             credentials: None,
+            store_secret: Some("redis-auth".to_string()),
+            store_tls: false,
         }
     }
 
@@ -431,7 +542,10 @@ mod tests {
             functions: 4,
             memory_mb: 3008,
         };
-        assert_eq!(deployment(&target, action), golden["deploy"]);
+        assert_eq!(
+            deployment(&target, action, "0123456789ab"),
+            golden["deploy"]
+        );
         assert_eq!(scale_request(&target, 4), golden["scale"]);
         assert_eq!(delete_request(&target), golden["delete"]);
         assert_eq!(
@@ -449,6 +563,7 @@ mod tests {
                 functions: 1,
                 memory_mb: 512,
             },
+            "0123456789ab",
         );
         assert!(deploy.get("namespace").is_none(), "{deploy}");
         assert!(scale_request(&target, 1).get("namespace").is_none());

@@ -11,10 +11,12 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use siren_crds::TASK_KEY_ENV;
 use siren_scheduler::Action;
+use siren_store::{STORE_CA_FILE_ENV, STORE_PASSWORD_ENV, STORE_USERNAME_ENV};
 
 use super::http::run_over_http;
-use super::{Assignment, BackendError, FunctionBackend, Invocation, PoolLimits};
+use super::{Assignment, BackendError, FunctionBackend, FunctionSecrets, Invocation, PoolLimits};
 
 /// How long a fresh worker process may take to answer its health check.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -41,8 +43,11 @@ struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    async fn start(binary: &Path) -> Result<Self, BackendError> {
+    async fn start(binary: &Path, env: &[(&'static str, String)]) -> Result<Self, BackendError> {
         let mut command = Command::new(binary);
+        // The job's secrets reach a worker as they reach a function in a cluster: through its
+        // environment, never through a task.
+        command.envs(env.iter().map(|(name, value)| (*name, value)));
         if std::env::var_os("SIREN_LOG").is_none() {
             // A pool of functions logging every start at info would drown the driver's output.
             command.env("SIREN_LOG", "warn");
@@ -139,20 +144,51 @@ pub struct ProcessBackend {
     memory_mb: u32,
     client: reqwest::Client,
     limits: PoolLimits,
+    secrets: FunctionSecrets,
+    env: Vec<(&'static str, String)>,
+    /// The store's CA as a file for the workers, while they may need it.
+    _ca_file: Option<tempfile::NamedTempFile>,
 }
 
 impl ProcessBackend {
-    pub fn new(binary: PathBuf, limits: PoolLimits) -> Result<Self, BackendError> {
+    pub fn new(
+        binary: PathBuf,
+        limits: PoolLimits,
+        secrets: FunctionSecrets,
+    ) -> Result<Self, BackendError> {
         let client = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| BackendError::platform("cannot build the HTTP client", e))?;
+        let mut env = vec![(TASK_KEY_ENV, secrets.key.to_text())];
+        if let Some(username) = &secrets.store.username {
+            env.push((STORE_USERNAME_ENV, username.clone()));
+        }
+        if let Some(password) = &secrets.store.password {
+            env.push((STORE_PASSWORD_ENV, password.clone()));
+        }
+        let ca_file = match &secrets.store.ca_pem {
+            Some(pem) => {
+                let mut file = tempfile::NamedTempFile::new().map_err(|e| {
+                    BackendError::platform("cannot write the store's CA for the workers", e)
+                })?;
+                std::io::Write::write_all(&mut file, pem).map_err(|e| {
+                    BackendError::platform("cannot write the store's CA for the workers", e)
+                })?;
+                env.push((STORE_CA_FILE_ENV, file.path().display().to_string()));
+                Some(file)
+            }
+            None => None,
+        };
         Ok(Self {
             binary,
             functions: Vec::new(),
             memory_mb: 0,
             client,
             limits,
+            secrets,
+            env,
+            _ca_file: ca_file,
         })
     }
 
@@ -194,7 +230,10 @@ impl ProcessBackend {
 
     /// Starts `count` workers at once: scaling up takes the slowest start, not the sum.
     async fn start_workers(&self, count: usize) -> Result<Vec<WorkerProcess>, BackendError> {
-        futures::future::try_join_all((0..count).map(|_| WorkerProcess::start(&self.binary))).await
+        futures::future::try_join_all(
+            (0..count).map(|_| WorkerProcess::start(&self.binary, &self.env)),
+        )
+        .await
     }
 
     /// Replaces dead processes (a crashed or killed function) with fresh, cold ones.
@@ -242,7 +281,15 @@ impl FunctionBackend for ProcessBackend {
             tracing::error!(%error, "cannot replace dead workers");
         }
         let urls: Vec<String> = self.functions.iter().map(|f| f.url.clone()).collect();
-        run_over_http(&self.client, urls, self.limits, assignments, progress).await
+        run_over_http(
+            &self.client,
+            urls,
+            self.limits,
+            assignments,
+            progress,
+            &self.secrets.key,
+        )
+        .await
     }
 
     /// Stops the worker processes (a process ends when its handle drops).
@@ -262,7 +309,7 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
-        match runtime.block_on(WorkerProcess::start(Path::new(binary))) {
+        match runtime.block_on(WorkerProcess::start(Path::new(binary), &[])) {
             Ok(_) => panic!("{binary} is not a worker"),
             Err(error) => error.to_string(),
         }

@@ -7,7 +7,7 @@ use siren_crds::{BackendKind, TrainingJob};
 use siren_scheduler::CostModel;
 use siren_store::ParameterStore;
 
-use super::{BackendError, FunctionBackend, LocalBackend, PoolLimits};
+use super::{BackendError, FunctionBackend, FunctionSecrets, LocalBackend, PoolLimits};
 
 /// How the caller reaches the platforms a job's functions may run on.
 #[derive(Clone, Default)]
@@ -22,7 +22,8 @@ pub struct BackendOptions {
 }
 
 /// The backend that runs `job`'s functions. The local backend's functions share `store` when it
-/// is in memory; every backend bills with `cost_model`.
+/// is in memory; every backend bills with `cost_model`; functions elsewhere get `secrets` through
+/// their platform and run only tasks signed with its key.
 #[cfg_attr(
     not(any(feature = "process", feature = "lambda", feature = "cluster")),
     allow(unused_variables, reason = "only remote functions have pool limits")
@@ -32,6 +33,7 @@ pub async fn backend_for(
     store: &Arc<dyn ParameterStore>,
     cost_model: &Arc<dyn CostModel>,
     options: &BackendOptions,
+    secrets: &FunctionSecrets,
 ) -> Result<Box<dyn FunctionBackend>, BackendError> {
     let spec = &job.spec.backend;
     let limits = PoolLimits::of(spec);
@@ -40,18 +42,19 @@ pub async fn backend_for(
         return Ok(Box::new(super::ProcessBackend::new(
             super::worker_binary(),
             limits,
+            secrets.clone(),
         )?));
     }
     match spec.kind {
-        BackendKind::Local => Ok(Box::new(LocalBackend::new(
-            Arc::clone(store),
-            Arc::clone(cost_model),
-            limits,
-        ))),
+        BackendKind::Local => Ok(Box::new(
+            LocalBackend::new(Arc::clone(store), Arc::clone(cost_model), limits)
+                .with_store_credentials(secrets.store.clone()),
+        )),
         #[cfg(feature = "process")]
         BackendKind::Process => Ok(Box::new(super::ProcessBackend::new(
             super::worker_binary(),
             limits,
+            secrets.clone(),
         )?)),
         #[cfg(feature = "lambda")]
         BackendKind::Lambda => {
@@ -59,13 +62,13 @@ pub async fn backend_for(
                 BackendError::Config("the lambda backend needs spec.backend.lambda".to_string())
             })?;
             Ok(Box::new(
-                super::LambdaBackend::connect(lambda, limits).await,
+                super::LambdaBackend::connect(lambda, limits, secrets.key.clone()).await,
             ))
         }
         #[cfg(feature = "cluster")]
         BackendKind::Knative | BackendKind::OpenFaas => {
             let client = cluster_client(job, options).await?;
-            super::cluster::cluster_backend(job, client, limits).await
+            super::cluster::cluster_backend(job, client, limits, secrets).await
         }
         #[cfg(not(all(feature = "lambda", feature = "cluster", feature = "process")))]
         kind => Err(BackendError::Config(format!(

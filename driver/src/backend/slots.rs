@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use siren_crds::{BackendSpec, Task, TaskFailure, TaskResult};
 
-use super::{Assignment, Invocation};
+use super::{Assignment, Invocation, failed_invocations};
 
 /// Time limits of the pool.
 #[derive(Debug, Clone, Copy)]
@@ -53,15 +53,8 @@ pub async fn run_on_slots(
     invoke: impl Fn(usize, Task) -> Attempt,
 ) -> Vec<Invocation> {
     if slots == 0 {
-        return assignments
-            .into_iter()
-            .map(|assignment| Invocation {
-                task_id: assignment.task.task_id,
-                slot: assignment.slot,
-                result: Err(TaskFailure::retryable("the pool has no functions")),
-                billed_seconds: 0.0,
-            })
-            .collect();
+        let failure = TaskFailure::retryable("the pool has no functions");
+        return failed_invocations(assignments, &failure);
     }
     // One slot runs one task at a time: assignments of a busy slot wait for it.
     let mut queues: Vec<Vec<usize>> = vec![Vec::new(); slots];

@@ -4,7 +4,9 @@
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use siren_crds::{HyperParameters, StoreRef, StoredDataset, TASK_PROTOCOL_VERSION, Task};
+use siren_crds::{
+    DatasetSpec, HyperParameters, StoreRef, StoredDataset, TASK_PROTOCOL_VERSION, Task,
+};
 use siren_scheduler::{Action, Gate, Limits, Observation, StopReason, open_epoch};
 
 use super::{EpochLoop, JobDriver};
@@ -65,6 +67,18 @@ impl JobDriver {
         ));
         let n = action.functions as usize;
         let threads = (self.cost_model.vcpus(action.memory_mb).round() as u32).max(1);
+        // Functions that read the store get no dataset source: a task names no file or URL.
+        let dataset = match stored_data {
+            Some(_) => DatasetSpec {
+                builtin: None,
+                idx: None,
+                csv: None,
+                libsvm: None,
+                synthetic: None,
+                ..self.spec.dataset.clone()
+            },
+            None => self.spec.dataset.clone(),
+        };
         (0..n)
             .map(|function| Task {
                 protocol_version: TASK_PROTOCOL_VERSION,
@@ -74,7 +88,7 @@ impl JobDriver {
                 epoch,
                 function: function as u32,
                 model: self.spec.model.clone(),
-                dataset: self.spec.dataset.clone(),
+                dataset: dataset.clone(),
                 shards: shards.iter().skip(function).step_by(n).copied().collect(),
                 store: StoreRef::from_spec(&self.spec.store),
                 hyper: HyperParameters {

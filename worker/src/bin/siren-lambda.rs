@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use siren_crds::TaskResult;
+use siren_worker::access::FunctionAccess;
 use siren_worker::function::{FunctionServer, Rejection};
 
 #[global_allocator]
@@ -19,6 +20,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Error types of the function errors this handler raises.
 const RETRYABLE: &str = "Siren.Retryable";
 const INVALID: &str = "Siren.Invalid";
+/// The payload is not a task signed by this function's job.
+const UNAUTHORIZED: &str = "Siren.Unauthorized";
 
 #[derive(Debug)]
 struct Rejected(Rejection);
@@ -26,10 +29,10 @@ struct Rejected(Rejection);
 impl From<Rejected> for Diagnostic {
     fn from(Rejected(rejection): Rejected) -> Self {
         Diagnostic {
-            error_type: if rejection.retryable() {
-                RETRYABLE
-            } else {
-                INVALID
+            error_type: match rejection {
+                Rejection::Unauthorized(_) => UNAUTHORIZED,
+                _ if rejection.retryable() => RETRYABLE,
+                _ => INVALID,
             }
             .to_string(),
             error_message: rejection.message(),
@@ -58,8 +61,11 @@ fn main() -> Result<(), lambda_runtime::Error> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // Without its key the function fails its initialisation: Lambda reports that on the first
+    // invocation instead of running anyone's tasks.
+    let access = FunctionAccess::from_env()?;
     runtime.block_on(async {
-        let server = Arc::new(FunctionServer::new(started));
+        let server = Arc::new(FunctionServer::new(started, access));
         lambda_runtime::run(service_fn(move |event| {
             let server = Arc::clone(&server);
             async move { handle(&server, event).await }

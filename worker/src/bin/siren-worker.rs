@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use siren_worker::access::FunctionAccess;
 use siren_worker::function::{FunctionServer, router};
 
 #[global_allocator]
@@ -49,6 +50,8 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("PORT must be a port number, not `{port}`"))?,
         Err(_) => 8080,
     };
+    // A function that would accept anyone's tasks must not start at all.
+    let access = FunctionAccess::from_env().context("cannot serve tasks")?;
     let host = std::env::var("HOST").unwrap_or_else(|_| "0.0.0.0".to_string());
     let address: SocketAddr = format!("{host}:{port}")
         .parse()
@@ -69,7 +72,7 @@ fn main() -> anyhow::Result<()> {
         std::io::stdout()
             .flush()
             .context("cannot announce the address")?;
-        let server = Arc::new(FunctionServer::new(started));
+        let server = Arc::new(FunctionServer::new(started, access));
         tracing::info!(%address, init_seconds = started.elapsed().as_secs_f64(), "serving tasks");
         axum::serve(listener, router(server))
             .with_graceful_shutdown(terminated())
