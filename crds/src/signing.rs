@@ -60,6 +60,17 @@ pub enum SignatureError {
     Replayed,
 }
 
+impl SignatureError {
+    /// Whether the driver's own retry, signed afresh, may pass: a delivery that came too late or
+    /// twice was still signed with the right key; anything else was not.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            SignatureError::OutOfTime(_) | SignatureError::Replayed
+        )
+    }
+}
+
 /// A task as it travels: the task's JSON text with what authenticates it. Lambda payloads and HTTP
 /// bodies are this, serialised as JSON.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

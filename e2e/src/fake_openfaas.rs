@@ -109,18 +109,6 @@ impl FakeOpenFaas {
         }
     }
 
-    /// A Kubernetes Secret in the functions' namespace, as a deployment's `secrets` may name one
-    /// (one file per key), which faas-netes would read from the cluster.
-    pub fn add_cluster_secret(&self, name: &str, files: &[(&str, &str)]) {
-        if let Ok(mut secrets) = self.secrets.lock() {
-            let files = files
-                .iter()
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect();
-            secrets.insert(name.to_string(), files);
-        }
-    }
-
     /// The names of the secrets the gateway holds now.
     pub fn secret_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self

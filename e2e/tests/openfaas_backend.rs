@@ -6,8 +6,10 @@ mod common;
 use common::{job, on, runtime};
 use serde_json::json;
 use siren_crds::{BackendKind, JobPhase, OpenFaasSpec, TaskKey, TrainingJob};
-use siren_driver::backend::openfaas::{BasicAuth, OpenFaasBackend, OpenFaasTarget, deployment};
-use siren_driver::backend::{FunctionBackend, PoolLimits};
+use siren_driver::backend::openfaas::{
+    BasicAuth, Mounts, OpenFaasBackend, OpenFaasTarget, deployment,
+};
+use siren_driver::backend::{FunctionBackend, FunctionSecrets, PoolLimits};
 use siren_driver::driver::DriverError;
 use siren_driver::{JobOutcome, Silent, driver_with_backend};
 use siren_e2e::{FakeOpenFaas, RedisServer};
@@ -47,7 +49,10 @@ fn run_on_gateway(job: &TrainingJob, password: &str) -> Result<JobOutcome, Drive
     let backend = OpenFaasBackend::new(
         target(job, password),
         PoolLimits::of(&job.spec.backend),
-        Some(TaskKey::generate()),
+        Some(FunctionSecrets {
+            key: TaskKey::generate(),
+            store: Default::default(),
+        }),
     )
     .expect("backend");
     runtime().block_on(async {
@@ -115,7 +120,12 @@ fn a_job_trains_through_the_gateway_with_exactly_the_requests_of_its_api() {
             functions: 2,
             memory_mb: 1769,
         },
-        &key.fingerprint(),
+        Mounts {
+            key_fingerprint: &key.fingerprint(),
+            store_username: false,
+            store_password: false,
+            store_ca: false,
+        },
     );
     assert_eq!(system[2].body, expected);
 
@@ -148,17 +158,19 @@ fn a_job_trains_through_the_gateway_with_exactly_the_requests_of_its_api() {
     .expect("backend");
     runtime().block_on(backend.release()).expect("released");
     let received = gateway.received();
-    let [.., function, secret] = received.as_slice() else {
-        panic!("no release requests: {received:?}");
-    };
-    assert_eq!(
-        (function.method.as_str(), function.path.as_str()),
-        ("DELETE", "/system/functions")
+    let removals: Vec<(&str, &str)> = received[received.len() - 5..]
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
+    assert_eq!(removals[0], ("DELETE", "/system/functions"));
+    assert!(
+        removals[1..]
+            .iter()
+            .all(|r| *r == ("DELETE", "/system/secrets"))
     );
-    assert_eq!(function.body, json!({"functionName": "siren-faas"}));
     assert_eq!(
-        (secret.method.as_str(), secret.path.as_str()),
-        ("DELETE", "/system/secrets")
+        received[received.len() - 5].body,
+        json!({"functionName": "siren-faas"})
     );
     assert_eq!(gateway.replicas(), 0);
     assert!(gateway.secret_names().is_empty(), "the run's key is gone");

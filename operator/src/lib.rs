@@ -430,14 +430,22 @@ async fn clean_up(
     }
     release_functions(job, &context.options.backend(context.client.clone())).await?;
     if job.spec.store.kind != StoreKind::Memory {
-        let credentials = store_credentials(&context.client, job).await?;
-        let store = connect_store(
-            &StoreRef::from_spec(&job.spec.store),
-            &job.name_any(),
-            &credentials,
-        )
-        .await?;
-        store.clear().await?;
+        match store_credentials(&context.client, job).await {
+            Ok(credentials) => {
+                let store = connect_store(
+                    &StoreRef::from_spec(&job.spec.store),
+                    &job.name_any(),
+                    &credentials,
+                )
+                .await?;
+                store.clear().await?;
+            }
+            // Its Secret went first (a namespace being deleted): no retry brings it back, and
+            // holding the job's deletion hostage would not either.
+            Err(error) => {
+                tracing::warn!(job = %job.name_any(), %error, "cannot clear the job's store keys");
+            }
+        }
     }
     context.metrics.forget(&JobLabels {
         namespace: job.namespace().unwrap_or_default(),

@@ -25,24 +25,29 @@ pub async fn store_credentials(
             ))
         })?;
     let data = secret.data.unwrap_or_default();
-    let text = |key: &str| -> Result<String, StoreError> {
-        let value = data.get(key).ok_or_else(|| {
-            StoreError::Config(format!(
-                "spec.store.credentialsSecret {namespace}/{name} has no `{key}` (it holds \
-                 `username`, `password` and, for rediss:// with a private CA, `ca.crt`)"
-            ))
-        })?;
-        String::from_utf8(value.0.clone())
-            .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|_| {
-                StoreError::Config(format!(
-                    "`{key}` of spec.store.credentialsSecret {namespace}/{name} is not text"
-                ))
+    let text = |key: &str| -> Result<Option<String>, StoreError> {
+        data.get(key)
+            .map(|value| {
+                String::from_utf8(value.0.clone())
+                    .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
+                    .map_err(|_| {
+                        StoreError::Config(format!(
+                            "`{key}` of spec.store.credentialsSecret {namespace}/{name} is not text"
+                        ))
+                    })
             })
+            .transpose()
     };
-    Ok(StoreCredentials {
-        username: Some(text("username")?),
-        password: Some(text("password")?),
+    let credentials = StoreCredentials {
+        username: text("username")?,
+        password: text("password")?,
         ca_pem: data.get("ca.crt").map(|pem| pem.0.clone()),
-    })
+    };
+    if credentials == StoreCredentials::default() {
+        return Err(StoreError::Config(format!(
+            "spec.store.credentialsSecret {namespace}/{name} holds none of `username`, \
+             `password` and `ca.crt`"
+        )));
+    }
+    Ok(credentials)
 }

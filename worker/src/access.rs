@@ -50,8 +50,10 @@ pub struct ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// Refuses `task` if its nonce was accepted before.
-    pub fn check(&self, task: &VerifiedTask, now_ms: u64) -> Result<(), SignatureError> {
+    /// Admits `task` once: refuses a nonce accepted before, remembers it otherwise until no clock
+    /// within the window could accept it. Call it only for a delivery that will run, so that one
+    /// refused as busy may come again.
+    pub fn admit(&self, task: &VerifiedTask, now_ms: u64) -> Result<(), SignatureError> {
         let mut seen = self
             .seen
             .lock()
@@ -60,16 +62,9 @@ impl ReplayGuard {
         if seen.contains_key(&task.nonce) {
             return Err(SignatureError::Replayed);
         }
-        Ok(())
-    }
-
-    /// Remembers an accepted task's nonce until no clock within the window could accept it.
-    pub fn accept(&self, task: &VerifiedTask) {
         let forget_at = task.issued_at_ms + 2 * TASK_VALIDITY.as_millis() as u64;
-        self.seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(task.nonce.clone(), forget_at);
+        seen.insert(task.nonce.clone(), forget_at);
+        Ok(())
     }
 }
 
@@ -86,16 +81,13 @@ mod tests {
     }
 
     #[test]
-    fn an_accepted_nonce_is_a_replay_until_it_expires() {
+    fn an_admitted_nonce_is_a_replay_until_it_expires() {
         let guard = ReplayGuard::default();
         let task = verified("n", 1_000_000);
-        assert_eq!(guard.check(&task, 1_000_000), Ok(()));
-        // Checked but not accepted (the function was busy): the same delivery may come again.
-        assert_eq!(guard.check(&task, 1_000_000), Ok(()));
-        guard.accept(&task);
-        assert_eq!(guard.check(&task, 1_000_001), Err(SignatureError::Replayed));
-        assert_eq!(guard.check(&verified("m", 1_000_000), 1_000_001), Ok(()));
+        assert_eq!(guard.admit(&task, 1_000_000), Ok(()));
+        assert_eq!(guard.admit(&task, 1_000_001), Err(SignatureError::Replayed));
+        assert_eq!(guard.admit(&verified("m", 1_000_000), 1_000_001), Ok(()));
         let later = 1_000_000 + 2 * TASK_VALIDITY.as_millis() as u64 + 1;
-        assert_eq!(guard.check(&task, later), Ok(()));
+        assert_eq!(guard.admit(&task, later), Ok(()));
     }
 }

@@ -57,9 +57,9 @@ impl FunctionServer {
 /// for Knative and OpenFaaS, an error type for Lambda.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
-    /// The payload is not a task signed by this function's job (unsigned, wrongly signed, out of
-    /// its time window, replayed).
-    Unauthorized(String),
+    /// The payload is not a task signed by this function's job (unsigned, wrongly signed), or a
+    /// delivery of one out of its time window or seen before, which a fresh signature may fix.
+    Unauthorized { error: String, retryable: bool },
     /// The function is running another task.
     Busy,
     /// The payload is not a task (bad JSON, a missing field, too large).
@@ -74,9 +74,8 @@ impl Rejection {
     pub fn retryable(&self) -> bool {
         match self {
             Rejection::Busy => true,
-            Rejection::Unauthorized(_) | Rejection::Malformed(_) | Rejection::Unsupported(_) => {
-                false
-            }
+            Rejection::Malformed(_) | Rejection::Unsupported(_) => false,
+            Rejection::Unauthorized { retryable, .. } => *retryable,
             Rejection::Failed { retryable, .. } => *retryable,
         }
     }
@@ -84,9 +83,9 @@ impl Rejection {
     pub fn message(&self) -> String {
         match self {
             Rejection::Busy => "this function is running a task; one at a time".to_string(),
-            Rejection::Unauthorized(error)
-            | Rejection::Malformed(error)
+            Rejection::Malformed(error)
             | Rejection::Unsupported(error)
+            | Rejection::Unauthorized { error, .. }
             | Rejection::Failed { error, .. } => error.clone(),
         }
     }
@@ -117,15 +116,17 @@ impl FunctionServer {
         let now = now_ms();
         let unauthorized = |error: siren_crds::SignatureError| {
             tracing::warn!(%error, "refused a task");
-            Rejection::Unauthorized(error.to_string())
+            Rejection::Unauthorized {
+                error: error.to_string(),
+                retryable: error.retryable(),
+            }
         };
         let verified = self.access.key.verify(payload, now).map_err(unauthorized)?;
-        self.replays.check(&verified, now).map_err(unauthorized)?;
         let Ok(mut instance) = Arc::clone(&self.slot).try_lock_owned() else {
             return Err(Rejection::Busy);
         };
         // Only a delivery that runs is remembered: one refused as busy may come again.
-        self.replays.accept(&verified);
+        self.replays.admit(&verified, now).map_err(unauthorized)?;
         let task = Task::from_json(verified.task.as_bytes()).map_err(|error| match error {
             TaskDecodeError::UnsupportedVersion { .. } => Rejection::Unsupported(error.to_string()),
             _ => Rejection::Malformed(error.to_string()),

@@ -2,21 +2,11 @@
 //! job, also to release the functions of a job whose run is over.
 
 use kube::{Resource, ResourceExt};
-use siren_crds::{BackendKind, TaskKey, TrainingJob};
+use siren_crds::{BackendKind, TrainingJob};
 
 use super::knative::{KnativeBackend, KnativeTarget};
 use super::openfaas::{OpenFaasBackend, OpenFaasTarget, credentials_from_secret};
 use super::{BackendError, FunctionBackend, FunctionSecrets, PoolLimits};
-
-/// The job's store credentials Secret, if it names one, and whether its store speaks TLS.
-fn store_secret(job: &TrainingJob) -> (Option<String>, bool) {
-    let store = &job.spec.store;
-    let tls = store
-        .url
-        .as_deref()
-        .is_some_and(|url| url.starts_with("rediss://"));
-    (store.credentials_secret.clone(), tls)
-}
 
 fn namespace_of(job: &TrainingJob) -> String {
     job.namespace().unwrap_or_else(|| "default".to_string())
@@ -26,15 +16,13 @@ fn knative_target(job: &TrainingJob, limits: PoolLimits) -> Result<KnativeTarget
     let spec = job.spec.backend.knative.as_ref().ok_or_else(|| {
         BackendError::Config("the knative backend needs spec.backend.knative".to_string())
     })?;
-    let mut target = KnativeTarget::new(
+    KnativeTarget::new(
         spec,
         &job.name_any(),
         &namespace_of(job),
         job.controller_owner_ref(&()),
         limits,
-    )?;
-    (target.store_secret, target.store_tls) = store_secret(job);
-    Ok(target)
+    )
 }
 
 async fn openfaas_target(
@@ -50,9 +38,7 @@ async fn openfaas_target(
         }
         None => None,
     };
-    let mut target = OpenFaasTarget::new(spec, &job.name_any(), credentials)?;
-    (target.store_secret, target.store_tls) = store_secret(job);
-    Ok(target)
+    OpenFaasTarget::new(spec, &job.name_any(), credentials)
 }
 
 /// The job's Knative or OpenFaaS backend.
@@ -62,20 +48,26 @@ pub(super) async fn cluster_backend(
     limits: PoolLimits,
     secrets: &FunctionSecrets,
 ) -> Result<Box<dyn FunctionBackend>, BackendError> {
-    // The store's credentials reach these functions from the job's Secret, not from the driver.
-    let key: Option<TaskKey> = Some(secrets.key.clone());
     match job.spec.backend.kind {
+        // OpenFaaS would mount a Secret from the functions' namespace, not the job's: the
+        // credentials the driver read become gateway secrets of the function's own.
         BackendKind::OpenFaas => Ok(Box::new(OpenFaasBackend::new(
             openfaas_target(job, &client).await?,
             limits,
-            key,
+            Some(secrets.clone()),
         )?)),
-        _ => Ok(Box::new(KnativeBackend::new(
-            client,
-            knative_target(job, limits)?,
-            limits,
-            key,
-        )?)),
+        // A Knative Service lives in the job's namespace: it references the job's Secret.
+        _ => {
+            let mut target = knative_target(job, limits)?;
+            target.store_secret = job.spec.store.credentials_secret.clone();
+            target.store_ca = target.store_secret.is_some() && secrets.store.ca_pem.is_some();
+            Ok(Box::new(KnativeBackend::new(
+                client,
+                target,
+                limits,
+                Some(secrets.key.clone()),
+            )?))
+        }
     }
 }
 

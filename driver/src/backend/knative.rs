@@ -55,9 +55,11 @@ pub struct KnativeTarget {
     /// operator runs.
     pub owner: Option<OwnerReference>,
     pub timeout_seconds: u32,
-    /// The Secret with the store's `username`, `password` and (for TLS) `ca.crt`.
+    /// The job's `credentialsSecret` (in its own namespace, as the Service), holding the store's
+    /// `username`, `password` and `ca.crt`, each optional.
     pub store_secret: Option<String>,
-    pub store_tls: bool,
+    /// Whether that Secret holds `ca.crt`, which is then mounted.
+    pub store_ca: bool,
 }
 
 impl KnativeTarget {
@@ -79,7 +81,7 @@ impl KnativeTarget {
             timeout_seconds: (limits.task_timeout.as_secs() as u32)
                 .clamp(1, MAX_REVISION_TIMEOUT_SECONDS),
             store_secret: None,
-            store_tls: false,
+            store_ca: false,
         })
     }
 
@@ -118,6 +120,13 @@ fn secret_env(variable: &str, secret: &str, key: &str) -> Value {
     })
 }
 
+/// A variable from a key the Secret may not have: then the container starts without it.
+fn optional_secret_env(variable: &str, secret: &str, key: &str) -> Value {
+    let mut env = secret_env(variable, secret, key);
+    env["valueFrom"]["secretKeyRef"]["optional"] = json!(true);
+    env
+}
+
 /// The container's secrets: the task key, and the store's credentials when the job names them.
 fn secrets_of(target: &KnativeTarget, container: &mut Value, pod_spec: &mut Value) {
     let mut env = vec![secret_env(
@@ -126,9 +135,9 @@ fn secrets_of(target: &KnativeTarget, container: &mut Value, pod_spec: &mut Valu
         TASK_KEY_FIELD,
     )];
     if let Some(secret) = &target.store_secret {
-        env.push(secret_env(STORE_USERNAME_ENV, secret, "username"));
-        env.push(secret_env(STORE_PASSWORD_ENV, secret, "password"));
-        if target.store_tls {
+        env.push(optional_secret_env(STORE_USERNAME_ENV, secret, "username"));
+        env.push(optional_secret_env(STORE_PASSWORD_ENV, secret, "password"));
+        if target.store_ca {
             env.push(json!({
                 "name": STORE_CA_FILE_ENV,
                 "value": format!("{STORE_CA_DIR}/ca.crt"),
@@ -391,17 +400,16 @@ impl FunctionBackend for KnativeBackend {
     /// fine.
     async fn release(&mut self) -> Result<(), BackendError> {
         let (namespace, name) = (&self.target.namespace, &self.target.name);
-        match self.api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => {
-                return Err(BackendError::platform(
-                    format!("cannot delete Knative Service {namespace}/{name}"),
-                    error,
-                ));
-            }
-        }
-        // The key is worthless once its run is over; a new run writes its own.
+        let service = match self.api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(BackendError::platform(
+                format!("cannot delete Knative Service {namespace}/{name}"),
+                error,
+            )),
+        };
+        // The key is worthless once its run is over (a new run writes its own); it goes even
+        // when the Service does not.
         let secret = self.target.key_secret();
         match self
             .secrets
@@ -417,6 +425,7 @@ impl FunctionBackend for KnativeBackend {
                 ));
             }
         }
+        service?;
         self.key_written = false;
         self.url = None;
         self.functions = 0;
@@ -445,7 +454,7 @@ mod tests {
             }),
             timeout_seconds: 300,
             store_secret: Some("redis-auth".to_string()),
-            store_tls: true,
+            store_ca: true,
         }
     }
 

@@ -19,7 +19,7 @@ use aws_sdk_lambda::operation::update_function_configuration::builders::UpdateFu
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Environment, InvocationType, LastUpdateStatus, LogType, State};
 use serde::Deserialize;
-use siren_crds::{LambdaSpec, SignedTask, TASK_KEY_ENV, TaskFailure, TaskKey, TaskResult};
+use siren_crds::{LambdaSpec, TASK_KEY_ENV, Task, TaskFailure, TaskKey, TaskResult};
 use siren_scheduler::Action;
 
 use super::slots::{Attempt, run_on_slots};
@@ -120,10 +120,12 @@ impl AwsLambdaControl {
     }
 
     /// Applies one configuration change (`what`, for messages) and waits until it is in effect.
+    /// `secrets` are values AWS's messages must not carry on into ours.
     async fn update(
         &self,
         what: &str,
         deadline: Instant,
+        secrets: &[String],
         change: impl Fn(
             UpdateFunctionConfigurationFluentBuilder,
         ) -> UpdateFunctionConfigurationFluentBuilder
@@ -146,9 +148,13 @@ impl AwsLambdaControl {
                     self.wait(deadline).await?;
                 }
                 Err(error) => {
+                    let message = secrets.iter().filter(|secret| !secret.is_empty()).fold(
+                        DisplayErrorContext(&error).to_string(),
+                        |message, secret| message.replace(secret.as_str(), "***"),
+                    );
                     return Err(BackendError::platform(
                         format!("cannot {what} of Lambda function {}", self.function),
-                        DisplayErrorContext(&error).to_string(),
+                        message,
                     ));
                 }
             }
@@ -177,7 +183,7 @@ impl LambdaControl for AwsLambdaControl {
         }
         let what = format!("set the memory to {memory_mb} MB");
         let configuration = self
-            .update(&what, deadline, |builder| {
+            .update(&what, deadline, &[], |builder| {
                 builder.memory_size(memory_mb as i32)
             })
             .await?;
@@ -199,8 +205,17 @@ impl LambdaControl for AwsLambdaControl {
     async fn install_key(&self, key: &TaskKey) -> Result<(), BackendError> {
         let deadline = Instant::now() + UPDATE_TIMEOUT;
         let (configuration, _) = self.settled(deadline).await?;
-        let mut variables: HashMap<String, String> = configuration
-            .environment()
+        let environment = configuration.environment();
+        if let Some(error) = environment.and_then(|environment| environment.error()) {
+            // Writing only the key would drop every variable we could not read.
+            return Err(BackendError::Config(format!(
+                "cannot read the environment of Lambda function {} to add the task key to it ({}): \
+                 grant kms:Decrypt on its key to the driver",
+                self.function,
+                error.error_code().unwrap_or("no code given")
+            )));
+        }
+        let mut variables: HashMap<String, String> = environment
             .and_then(|environment| environment.variables())
             .cloned()
             .unwrap_or_default();
@@ -209,10 +224,12 @@ impl LambdaControl for AwsLambdaControl {
             return Ok(());
         }
         variables.insert(TASK_KEY_ENV.to_string(), text);
+        // AWS may quote the variables back in an error (a size limit): none may reach a message.
+        let secrets: Vec<String> = variables.values().cloned().collect();
         let environment = Environment::builder()
             .set_variables(Some(variables))
             .build();
-        self.update("set the task key", deadline, |builder| {
+        self.update("set the task key", deadline, &secrets, |builder| {
             builder.environment(environment.clone())
         })
         .await
@@ -327,7 +344,8 @@ impl FunctionBackend for LambdaBackend {
                 Box::pin(invoke(
                     client.clone(),
                     function.clone(),
-                    key.sign(&task),
+                    key.clone(),
+                    task,
                     timeout,
                 ))
             },
@@ -349,29 +367,33 @@ struct ErrorPayload {
 async fn invoke(
     client: aws_sdk_lambda::Client,
     function: String,
-    signed: Result<SignedTask, serde_json::Error>,
+    key: TaskKey,
+    task: Task,
     timeout: Duration,
 ) -> (Result<TaskResult, TaskFailure>, f64) {
-    // Signed once: a throttled invocation never ran, so its nonce is still fresh for the retry.
-    let payload = match signed.and_then(|signed| serde_json::to_vec(&signed)) {
-        Ok(payload) => payload,
-        Err(e) => {
-            return (
-                Err(TaskFailure::fatal(format!("cannot encode the task: {e}"))),
-                0.0,
-            );
-        }
-    };
     let deadline = Instant::now() + timeout;
     let mut backoff = THROTTLE_BACKOFF;
     let (output, measured) = loop {
+        // Signed for each call: throttling may outlast a signature's validity.
+        let payload = match key
+            .sign(&task)
+            .and_then(|signed| serde_json::to_vec(&signed))
+        {
+            Ok(payload) => payload,
+            Err(e) => {
+                return (
+                    Err(TaskFailure::fatal(format!("cannot encode the task: {e}"))),
+                    0.0,
+                );
+            }
+        };
         let started = Instant::now();
         let call = client
             .invoke()
             .function_name(&function)
             .invocation_type(InvocationType::RequestResponse)
             .log_type(LogType::Tail)
-            .payload(Blob::new(payload.clone()))
+            .payload(Blob::new(payload))
             .send();
         let answered =
             tokio::time::timeout(deadline.saturating_duration_since(started), call).await;

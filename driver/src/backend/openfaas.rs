@@ -2,9 +2,11 @@
 //! through the gateway's REST API. A new memory size deploys the function again
 //! (`POST`/`PUT /system/functions`); every epoch scales it (`POST /system/scale-function/<name>`)
 //! and waits until that many replicas are available; each task is one `POST /function/<name>`.
-//! The `/system` routes take the gateway's basic-auth credentials. The run's task key is a gateway
-//! secret (`<function>-task-key`, `/system/secrets`) mounted into the function, as is the job's
-//! store `credentialsSecret`; the worker reads both from `/var/openfaas/secrets/`.
+//! The `/system` routes take the gateway's basic-auth credentials. The run's task key and the
+//! store's credentials the driver holds are gateway secrets of the function's own
+//! (`<function>-task-key`, `<function>-store-username`, ..., through `/system/secrets`), mounted into
+//! it under `/var/openfaas/secrets/`. A Secret a job names is never mounted by name: faas-netes
+//! would take it from the functions' namespace, where a job's author does not choose what it is.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -15,14 +17,15 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde_json::{Value, json};
 use siren_crds::validate::MAX_FUNCTION_NAME;
-use siren_crds::{OpenFaasSpec, TASK_KEY_ENV, TaskFailure, TaskKey};
+use siren_crds::{OpenFaasSpec, TASK_KEY_ENV, TaskFailure};
 use siren_scheduler::Action;
-use siren_store::{STORE_CA_FILE_ENV, STORE_PASSWORD_ENV, STORE_USERNAME_ENV};
+use siren_store::{STORE_CA_FILE_ENV, STORE_PASSWORD_ENV, STORE_USERNAME_ENV, StoreCredentials};
 
 use super::http::run_over_http;
 use super::pods::{function_name, resources};
 use super::{
-    Assignment, BackendError, FunctionBackend, Invocation, PoolLimits, failed_invocations,
+    Assignment, BackendError, FunctionBackend, FunctionSecrets, Invocation, PoolLimits,
+    failed_invocations,
 };
 
 /// How long a deployment or a scale may take until every replica is available.
@@ -93,9 +96,33 @@ pub struct OpenFaasTarget {
     pub image: String,
     pub max_replicas: u32,
     pub credentials: Option<BasicAuth>,
-    /// The Secret with the store's `username`, `password` and (for TLS) `ca.crt`.
-    pub store_secret: Option<String>,
-    pub store_tls: bool,
+}
+
+/// What a deployment mounts: the run's key (named by its fingerprint, so that a new key rolls the
+/// pods) and which of the store's credentials the driver holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mounts<'a> {
+    pub key_fingerprint: &'a str,
+    pub store_username: bool,
+    pub store_password: bool,
+    pub store_ca: bool,
+}
+
+/// The gateway secrets of a run: the task key and each store credential, by their name suffix.
+const KEY_SECRET: &str = "task-key";
+const STORE_USERNAME_SECRET: &str = "store-username";
+const STORE_PASSWORD_SECRET: &str = "store-password";
+const STORE_CA_SECRET: &str = "store-ca";
+
+impl Mounts<'_> {
+    fn of<'a>(key_fingerprint: &'a str, store: &StoreCredentials) -> Mounts<'a> {
+        Mounts {
+            key_fingerprint,
+            store_username: store.username.is_some(),
+            store_password: store.password.is_some(),
+            store_ca: store.ca_pem.is_some(),
+        }
+    }
 }
 
 impl OpenFaasTarget {
@@ -112,14 +139,12 @@ impl OpenFaasTarget {
             image: spec.image.clone(),
             max_replicas: spec.max_replicas,
             credentials,
-            store_secret: None,
-            store_tls: false,
         })
     }
 
-    /// The gateway secret holding the run's task key.
-    pub fn key_secret(&self) -> String {
-        format!("{}-task-key", self.name)
+    /// The name of the function's gateway secret `suffix`.
+    pub fn secret(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.name)
     }
 
     /// Where tasks go: `/function/<name>`, or `/function/<name>.<namespace>` outside the
@@ -133,33 +158,25 @@ impl OpenFaasTarget {
 }
 
 /// The `FunctionDeployment` the gateway's `/system/functions` takes, for functions of
-/// `action.memory_mb` starting with `action.functions` replicas, reading the run's key (named by
-/// `key_fingerprint`, so that a new key rolls the pods).
-pub fn deployment(target: &OpenFaasTarget, action: Action, key_fingerprint: &str) -> Value {
+/// `action.memory_mb` starting with `action.functions` replicas, with `mounts`.
+pub fn deployment(target: &OpenFaasTarget, action: Action, mounts: Mounts<'_>) -> Value {
     let resources = resources(action.memory_mb);
-    let key_secret = target.key_secret();
-    let mut secrets = vec![key_secret.clone()];
+    let mut secrets = Vec::new();
     let mut env = serde_json::Map::new();
-    env.insert(
-        format!("{TASK_KEY_ENV}_FILE"),
-        json!(format!("{SECRETS_DIR}/{key_secret}")),
-    );
-    if let Some(store_secret) = &target.store_secret {
-        secrets.push(store_secret.clone());
-        env.insert(
-            format!("{STORE_USERNAME_ENV}_FILE"),
-            json!(format!("{SECRETS_DIR}/username")),
-        );
-        env.insert(
-            format!("{STORE_PASSWORD_ENV}_FILE"),
-            json!(format!("{SECRETS_DIR}/password")),
-        );
-        if target.store_tls {
-            env.insert(
-                STORE_CA_FILE_ENV.to_string(),
-                json!(format!("{SECRETS_DIR}/ca.crt")),
-            );
-        }
+    let mut mount = |variable: String, suffix: &str| {
+        let secret = target.secret(suffix);
+        env.insert(variable, json!(format!("{SECRETS_DIR}/{secret}")));
+        secrets.push(secret);
+    };
+    mount(format!("{TASK_KEY_ENV}_FILE"), KEY_SECRET);
+    if mounts.store_username {
+        mount(format!("{STORE_USERNAME_ENV}_FILE"), STORE_USERNAME_SECRET);
+    }
+    if mounts.store_password {
+        mount(format!("{STORE_PASSWORD_ENV}_FILE"), STORE_PASSWORD_SECRET);
+    }
+    if mounts.store_ca {
+        mount(STORE_CA_FILE_ENV.to_string(), STORE_CA_SECRET);
     }
     let mut body = json!({
         "service": target.name,
@@ -173,7 +190,7 @@ pub fn deployment(target: &OpenFaasTarget, action: Action, key_fingerprint: &str
         },
         "annotations": {
             "com.openfaas.health.http.path": "/healthz",
-            "siren.dev/task-key": key_fingerprint,
+            "siren.dev/task-key": mounts.key_fingerprint,
         },
         "envVars": env,
         "secrets": secrets,
@@ -358,14 +375,27 @@ impl Gateway {
         self.expect_gone(&what, request).await
     }
 
-    /// Creates the function, or updates it when it exists.
-    pub async fn deploy(&self, action: Action, key_fingerprint: &str) -> Result<(), BackendError> {
-        let method = match self.status().await? {
-            Some(_) => reqwest::Method::PUT,
-            None => reqwest::Method::POST,
+    /// Creates the function, or updates it when it exists. A `fresh` deployment (a new run, with a
+    /// new key) replaces an existing function instead: its pods hold the old key, and a rolling
+    /// update would keep them serving until the new ones are up.
+    pub async fn deploy(
+        &self,
+        action: Action,
+        mounts: Mounts<'_>,
+        fresh: bool,
+    ) -> Result<(), BackendError> {
+        let exists = self.status().await?.is_some();
+        if exists && fresh {
+            self.delete().await?;
+            self.wait_until_gone().await?;
+        }
+        let method = if exists && !fresh {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::POST
         };
         let what = format!("deploy function {}", self.target.name);
-        let body = deployment(&self.target, action, key_fingerprint);
+        let body = deployment(&self.target, action, mounts);
         // The namespace travels in the body here, not as a query parameter.
         let mut request = self
             .http
@@ -401,6 +431,20 @@ impl Gateway {
         self.expect_gone(&what, request).await
     }
 
+    async fn wait_until_gone(&self) -> Result<(), BackendError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while self.status().await?.is_some() {
+            if Instant::now() > deadline {
+                return Err(BackendError::Unavailable(format!(
+                    "OpenFaaS function {} was still there {READY_TIMEOUT:?} after its deletion",
+                    self.target.name
+                )));
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+        Ok(())
+    }
+
     async fn wait_for_replicas(&self, replicas: u32) -> Result<(), BackendError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -425,26 +469,57 @@ pub struct OpenFaasBackend {
     gateway: Gateway,
     invocation_url: String,
     limits: PoolLimits,
-    /// The run's key; `None` for a backend that only releases a job's function.
-    key: Option<TaskKey>,
+    /// The run's key and store credentials; `None` for a backend that only releases a job's
+    /// function.
+    secrets: Option<FunctionSecrets>,
     deployed_memory_mb: Option<u32>,
     functions: u32,
 }
+
+/// Every gateway secret a run may write, by name suffix.
+const RUN_SECRETS: [&str; 4] = [
+    KEY_SECRET,
+    STORE_USERNAME_SECRET,
+    STORE_PASSWORD_SECRET,
+    STORE_CA_SECRET,
+];
 
 impl OpenFaasBackend {
     pub fn new(
         target: OpenFaasTarget,
         limits: PoolLimits,
-        key: Option<TaskKey>,
+        secrets: Option<FunctionSecrets>,
     ) -> Result<Self, BackendError> {
         Ok(Self {
             invocation_url: target.invocation_url(),
             gateway: Gateway::new(target)?,
             limits,
-            key,
+            secrets,
             deployed_memory_mb: None,
             functions: 0,
         })
+    }
+
+    /// Writes the run's key and the store's credentials as the function's gateway secrets.
+    async fn put_run_secrets(&self, secrets: &FunctionSecrets) -> Result<(), BackendError> {
+        let store = &secrets.store;
+        let ca = store
+            .ca_pem
+            .as_ref()
+            .map(|pem| String::from_utf8_lossy(pem).into_owned());
+        let values = [
+            (KEY_SECRET, Some(secrets.key.to_text())),
+            (STORE_USERNAME_SECRET, store.username.clone()),
+            (STORE_PASSWORD_SECRET, store.password.clone()),
+            (STORE_CA_SECRET, ca),
+        ];
+        for (suffix, value) in values {
+            if let Some(value) = value {
+                let name = self.gateway.target.secret(suffix);
+                self.gateway.put_secret(&name, &value).await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -462,16 +537,18 @@ impl FunctionBackend for OpenFaasBackend {
                 action.functions
             )));
         }
-        let key = self.key.as_ref().ok_or_else(|| {
+        let secrets = self.secrets.as_ref().ok_or_else(|| {
             BackendError::Config("this OpenFaaS backend has no task key to run with".to_string())
         })?;
         // Memory is part of the Deployment: a new size is a new deployment (and cold pods).
         if self.deployed_memory_mb != Some(action.memory_mb) {
-            if self.deployed_memory_mb.is_none() {
-                let name = self.gateway.target.key_secret();
-                self.gateway.put_secret(&name, &key.to_text()).await?;
+            let fresh = self.deployed_memory_mb.is_none();
+            if fresh {
+                self.put_run_secrets(secrets).await?;
             }
-            self.gateway.deploy(action, &key.fingerprint()).await?;
+            let fingerprint = secrets.key.fingerprint();
+            let mounts = Mounts::of(&fingerprint, &secrets.store);
+            self.gateway.deploy(action, mounts, fresh).await?;
             self.deployed_memory_mb = Some(action.memory_mb);
         }
         self.gateway.scale(action.functions).await?;
@@ -485,7 +562,7 @@ impl FunctionBackend for OpenFaasBackend {
         assignments: Vec<Assignment>,
         progress: Arc<AtomicU64>,
     ) -> Vec<Invocation> {
-        let Some(key) = &self.key else {
+        let Some(FunctionSecrets { key, .. }) = &self.secrets else {
             let failure = TaskFailure::fatal("this OpenFaaS backend has no task key");
             return failed_invocations(assignments, &failure);
         };
@@ -502,10 +579,14 @@ impl FunctionBackend for OpenFaasBackend {
     }
 
     async fn release(&mut self) -> Result<(), BackendError> {
-        self.gateway.delete().await?;
-        // The key is worthless once its run is over; a new run writes its own.
-        let name = self.gateway.target.key_secret();
-        self.gateway.delete_secret(&name).await?;
+        let deleted = self.gateway.delete().await;
+        // The key is worthless once its run is over (a new run writes its own), and the store's
+        // credentials must not outlive the function: removed even if the function is not.
+        for suffix in RUN_SECRETS {
+            let name = self.gateway.target.secret(suffix);
+            self.gateway.delete_secret(&name).await?;
+        }
+        deleted?;
         self.deployed_memory_mb = None;
         self.functions = 0;
         Ok(())
@@ -525,8 +606,15 @@ mod tests {
             image: "registry.example.com/siren-worker:0.1.0".to_string(),
             max_replicas: 5,
             credentials: None,
-            store_secret: Some("redis-auth".to_string()),
-            store_tls: false,
+        }
+    }
+
+    fn mounts() -> Mounts<'static> {
+        Mounts {
+            key_fingerprint: "0123456789ab",
+            store_username: true,
+            store_password: true,
+            store_ca: false,
         }
     }
 
@@ -542,10 +630,7 @@ mod tests {
             functions: 4,
             memory_mb: 3008,
         };
-        assert_eq!(
-            deployment(&target, action, "0123456789ab"),
-            golden["deploy"]
-        );
+        assert_eq!(deployment(&target, action, mounts()), golden["deploy"]);
         assert_eq!(scale_request(&target, 4), golden["scale"]);
         assert_eq!(delete_request(&target), golden["delete"]);
         assert_eq!(
@@ -563,7 +648,7 @@ mod tests {
                 functions: 1,
                 memory_mb: 512,
             },
-            "0123456789ab",
+            mounts(),
         );
         assert!(deploy.get("namespace").is_none(), "{deploy}");
         assert!(scale_request(&target, 1).get("namespace").is_none());

@@ -30,8 +30,8 @@ impl From<Rejected> for Diagnostic {
     fn from(Rejected(rejection): Rejected) -> Self {
         Diagnostic {
             error_type: match rejection {
-                Rejection::Unauthorized(_) => UNAUTHORIZED,
                 _ if rejection.retryable() => RETRYABLE,
+                Rejection::Unauthorized { .. } => UNAUTHORIZED,
                 _ => INVALID,
             }
             .to_string(),

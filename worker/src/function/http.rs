@@ -25,7 +25,7 @@ pub fn router(server: Arc<FunctionServer>) -> Router {
 impl Rejection {
     fn status(&self) -> StatusCode {
         match self {
-            Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Rejection::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Rejection::Busy => StatusCode::TOO_MANY_REQUESTS,
             Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
             Rejection::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
