@@ -12,7 +12,8 @@ use siren_scheduler::{Policy, TrainingConfig, train_offline};
 use crate::plot::plot_evaluation;
 use crate::{Failure, invalid_input, write_json};
 
-/// Where the shipped policy lives, relative to the repository root.
+/// Where `siren scheduler train` writes by default: the shipped policy's place in a checkout,
+/// relative to its root (the binary carries its own copy of the shipped policy).
 pub const SHIPPED_POLICY: &str = "config/scheduler/drl-policy.json";
 
 #[derive(clap::Args)]
@@ -38,9 +39,10 @@ pub struct EvalArgs {
     jobs: usize,
     #[arg(long, default_value_t = 2026)]
     seed: u64,
-    /// The policy to evaluate.
-    #[arg(long, default_value = SHIPPED_POLICY)]
-    policy: PathBuf,
+    /// The policy to evaluate; unset, the shipped one built into this binary, so that the
+    /// command works from any directory.
+    #[arg(long)]
+    policy: Option<PathBuf>,
     /// Write the whole report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -62,6 +64,10 @@ pub fn train(args: &TrainArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let (policy, report) = train_offline(&config, args.seed);
     let json = policy.to_json().context("cannot encode the policy")?;
+    // The default is the shipped policy's place in a checkout; elsewhere it is made.
+    if let Some(dir) = args.out.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     std::fs::write(&args.out, json)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     if let Some(path) = &args.report_json {
@@ -92,7 +98,12 @@ pub fn eval(args: &EvalArgs) -> Result<(), Failure> {
     if args.jobs == 0 {
         return Err(invalid_input(anyhow::anyhow!("--jobs must be at least 1")));
     }
-    let policy = read_policy(&args.policy)?;
+    let policy = match &args.policy {
+        Some(path) => read_policy(path)?,
+        None => Policy::from_json(siren_driver::learned::SHIPPED_POLICY)
+            .context("the shipped policy built into siren is not a policy")
+            .map_err(invalid_input)?,
+    };
     let started = Instant::now();
     let report = evaluate(&policy, &EvalConfig::standard(args.jobs, args.seed));
     print_report(&report);

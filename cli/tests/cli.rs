@@ -253,6 +253,23 @@ fn scheduler_train_and_eval_write_a_policy_a_table_a_report_and_a_plot() {
     assert!(png.starts_with(b"\x89PNG"), "a PNG file");
 }
 
+/// Outside a checkout there is no config/scheduler: the shipped policy comes from the binary.
+#[test]
+fn scheduler_eval_works_from_any_directory_with_the_built_in_policy() {
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_siren"))
+        .args(["scheduler", "eval", "--jobs", "1", "--seed", "5"])
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("siren runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("oracle-static"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 #[test]
 fn scheduler_eval_refuses_a_file_that_is_not_a_policy() {
     let dir = tempfile::tempdir().expect("tempdir");

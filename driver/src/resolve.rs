@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use siren_crds::{SchedulerPolicy, StoreKind, StoreRef, TaskKey, TrainingJob, TrainingJobSpec};
 use siren_data::{DataError, DataSplits, cached_splits};
-use siren_scheduler::{Action, CostModel, DrlScheduler, Scheduler, StaticScheduler};
+use siren_scheduler::{
+    Action, CostModel, DrlScheduler, JobProfile, PlatformProfile, Scheduler, StaticScheduler,
+};
 use siren_store::{MemoryStore, ParameterStore, StoreCredentials, StoreError, connect_store};
 use siren_worker::model::{Architecture, ModelError};
 use thiserror::Error;
@@ -85,6 +87,10 @@ pub struct ResolvedJob {
     pub cost_model: Arc<dyn CostModel>,
     /// Where a learning scheduler's updated policy is saved after the job.
     pub scheduler_state: Option<PathBuf>,
+    /// What the driver believes of the job and its platform (the calibrated profile, else the
+    /// compute probe): the worst case every epoch is checked against, whatever the scheduler.
+    /// Present when the job has a budget or acts with the DRL agent.
+    pub profiles: Option<(JobProfile, PlatformProfile)>,
 }
 
 /// How to resolve a job's store and backend.
@@ -113,10 +119,10 @@ pub async fn resolve(
     let spec = job.spec.clone();
     let cost_model = cost_model(&spec.backend.pricing);
     let on_blocking_thread = spec.clone();
-    let (data, scheduler, scheduler_state) = off_runtime(move || {
+    let (data, scheduler, scheduler_state, profiles) = off_runtime(move || {
         let data = JobData::load(&on_blocking_thread)?;
-        let (scheduler, saved_to) = scheduler_for(&on_blocking_thread, &data)?;
-        Ok::<_, ResolveError>((data, scheduler, saved_to))
+        let (scheduler, saved_to, profiles) = scheduler_for(&on_blocking_thread, &data)?;
+        Ok::<_, ResolveError>((data, scheduler, saved_to, profiles))
     })
     .await?;
     let credentials = options
@@ -146,6 +152,7 @@ pub async fn resolve(
         scheduler,
         cost_model,
         scheduler_state,
+        profiles,
     })
 }
 
@@ -172,38 +179,51 @@ pub async fn driver_with_backend(
     Ok(JobDriver::new(resolve(job, options).await?))
 }
 
-/// The job's scheduler, and where a learning one saves what it learns.
-fn scheduler_for(
-    spec: &TrainingJobSpec,
-    data: &JobData,
-) -> Result<(Box<dyn Scheduler>, Option<PathBuf>), ResolveError> {
+/// The job's scheduler, where a learning one saves what it learns, and the profiles the budget
+/// check bounds each epoch with.
+type SchedulerParts = (
+    Box<dyn Scheduler>,
+    Option<PathBuf>,
+    Option<(JobProfile, PlatformProfile)>,
+);
+
+fn scheduler_for(spec: &TrainingJobSpec, data: &JobData) -> Result<SchedulerParts, ResolveError> {
     match spec.scheduler.policy {
-        SchedulerPolicy::Static => Ok((
-            Box::new(StaticScheduler::new(Action {
+        SchedulerPolicy::Static => {
+            let scheduler = StaticScheduler::new(Action {
                 functions: spec.scheduler.functions,
                 memory_mb: spec.scheduler.memory_mb,
-            })),
-            None,
-        )),
+            });
+            // Without a budget there is nothing to bound, and no reason to probe.
+            let profiles = match spec.budget.max_cost_usd {
+                Some(_) => Some(job_profiles(spec, data)?),
+                None => None,
+            };
+            Ok((Box::new(scheduler), None, profiles))
+        }
         SchedulerPolicy::Drl => {
-            let (agent, saved_to) = drl_scheduler(spec, data)?;
-            Ok((Box::new(agent), Some(saved_to)))
+            let policy_and_path = load_policy(spec)?;
+            let (job, platform) = job_profiles(spec, data)?;
+            let (policy, saved_to) = policy_and_path;
+            let agent = DrlScheduler::new(policy, job.clone(), platform.clone());
+            let scheduler = LearningScheduler::new(agent, spec.scheduler.online_learning);
+            Ok((Box::new(scheduler), Some(saved_to), Some((job, platform))))
         }
     }
 }
 
-/// The DRL agent for this job, and the file its online updates are saved to.
-fn drl_scheduler(
+/// The job's profiles: the calibrated ones when the spec names a profile file, else the shipped
+/// prior with this job's compute measured by a short probe.
+fn job_profiles(
     spec: &TrainingJobSpec,
     data: &JobData,
-) -> Result<(LearningScheduler, PathBuf), ResolveError> {
-    let (policy, saved_to) = load_policy(spec)?;
+) -> Result<(JobProfile, PlatformProfile), ResolveError> {
     let calibrated = match &spec.scheduler.profile_file {
         Some(path) => Some(read_profile(Path::new(path))?),
         None => None,
     };
     let (architecture, splits) = (&data.architecture, data.splits.as_ref());
-    let (job, platform) = profiles(spec, architecture, splits, calibrated, || {
+    Ok(profiles(spec, architecture, splits, calibrated, || {
         measure_compute(
             architecture,
             splits,
@@ -211,12 +231,7 @@ fn drl_scheduler(
             1,
             COMPUTE_PROBE_SECONDS,
         )
-    })?;
-    let agent = DrlScheduler::new(policy, job, platform);
-    Ok((
-        LearningScheduler::new(agent, spec.scheduler.online_learning),
-        saved_to,
-    ))
+    })?)
 }
 
 /// Long enough to time a few dozen batches of any sample model, short beside an epoch.

@@ -191,6 +191,32 @@ fn never_starts_an_epoch_the_budget_cannot_pay_for() {
     );
 }
 
+/// The budget guarantee holds for a static policy from its first epoch on: the compute probe's
+/// worst case must fit the budget, or the job stops before it starts anything.
+#[test]
+fn a_static_job_whose_budget_cannot_pay_its_first_epoch_never_starts_it() {
+    let mut job = synthetic_job("");
+    job.spec.budget.max_cost_usd = Some(1e-9);
+    let outcome = run_job(&job).expect("job runs");
+    assert_eq!(outcome.stop_reason, StopReason::BudgetExhausted);
+    assert_eq!(outcome.status.epoch, 0);
+    assert_eq!(outcome.status.cost_usd, 0.0);
+    // Nothing trained: the job failed, for its budget.
+    assert_eq!(outcome.status.phase, JobPhase::Failed);
+    assert_eq!(
+        outcome
+            .status
+            .condition("Failed")
+            .map(|c| c.reason.as_str()),
+        Some("BudgetExhausted")
+    );
+    // With its worst case paid for, the same job runs.
+    job.spec.budget.max_cost_usd = Some(1.0);
+    let outcome = run_job(&job).expect("job runs");
+    assert_eq!(outcome.status.epoch, job.spec.training.max_epochs);
+    assert!(outcome.status.cost_usd <= 1.0);
+}
+
 #[test]
 fn same_seed_same_single_function_result() {
     // With one function there is no race between pushes, so training is bit-for-bit repeatable.

@@ -45,15 +45,17 @@ pub enum BudgetCheck {
     },
 }
 
-/// Safety margin on predictions: epochs vary, and a budget is a promise.
+/// Safety margin on predictions from the last epoch: epochs vary, and a budget is a promise.
 pub const PREDICTION_MARGIN: f64 = 1.2;
 
+/// Whether spending `predicted_usd` more (a pessimistic prediction: its margins already in) keeps
+/// the job within its budget; with nothing predicted, only a spent budget refuses.
 pub fn check_budget(
     budget_usd: Option<f64>,
     spent_usd: f64,
     predicted_usd: Option<f64>,
 ) -> BudgetCheck {
-    let predicted_usd = predicted_usd.unwrap_or(0.0) * PREDICTION_MARGIN;
+    let predicted_usd = predicted_usd.unwrap_or(0.0);
     match budget_usd {
         Some(budget) if spent_usd + predicted_usd > budget || spent_usd >= budget => {
             BudgetCheck::Exhausted {
@@ -93,10 +95,10 @@ mod tests {
     fn budget_refuses_an_epoch_it_cannot_pay_for() {
         assert_eq!(
             check_budget(None, 100.0, Some(5.0)),
-            BudgetCheck::Affordable { predicted_usd: 6.0 }
+            BudgetCheck::Affordable { predicted_usd: 5.0 }
         );
         assert!(matches!(
-            check_budget(Some(10.0), 4.5, Some(5.0)),
+            check_budget(Some(10.0), 5.5, Some(5.0)),
             BudgetCheck::Exhausted { .. }
         ));
         assert!(matches!(

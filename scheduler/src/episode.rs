@@ -7,14 +7,18 @@ use crate::budget::EpochCostEstimate;
 use crate::cost::CostModel;
 use crate::gate::{Gate, Limits, StopReason, open_epoch};
 use crate::policy::{Action, Observation, Scheduler};
+use crate::profile::{JobProfile, PlatformProfile};
 use crate::record::EpochRecord;
-use crate::simulator::Simulator;
+use crate::simulator::{EpochModel, Simulator};
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpisodeSpec {
     pub target_accuracy: f64,
     pub budget_usd: Option<f64>,
     pub max_epochs: u32,
+    /// What the driver believes of the job and its platform (a calibrated profile, with its
+    /// error): the budget check's worst case for every scheduler, as in a real job.
+    pub believed: Option<(JobProfile, PlatformProfile)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,7 +76,18 @@ pub fn run_episode(
     };
     for _ in 0..spec.max_epochs {
         let before = observe(&epochs, spent, elapsed);
-        let action = match open_epoch(scheduler, &before, &limits, &pricing, estimate.as_ref()) {
+        let worst_case = spec
+            .believed
+            .as_ref()
+            .map(|(job, platform)| EpochModel::new(job, platform));
+        let action = match open_epoch(
+            scheduler,
+            &before,
+            &limits,
+            &pricing,
+            worst_case.as_ref(),
+            estimate.as_ref(),
+        ) {
             Gate::Run(action) => action,
             Gate::SchedulerStopped { .. } => {
                 stop = StopReason::SchedulerStopped;
@@ -137,7 +152,6 @@ pub fn billed_seconds_from_cost(pricing: &dyn CostModel, action: Action, cost_us
 mod tests {
     use super::*;
     use crate::policy::StaticScheduler;
-    use crate::profile::{JobProfile, PlatformProfile};
 
     #[test]
     fn static_job_runs_to_its_target() {
@@ -151,6 +165,7 @@ mod tests {
             target_accuracy: 0.85,
             budget_usd: None,
             max_epochs: 100,
+            believed: None,
         };
         let result = run_episode(&mut sim, &mut StaticScheduler::new(action), &spec);
         assert!(result.reached());
@@ -171,6 +186,7 @@ mod tests {
             target_accuracy: 0.99,
             budget_usd: Some(0.01),
             max_epochs: 100,
+            believed: None,
         };
         let result = run_episode(&mut sim, &mut StaticScheduler::new(action), &spec);
         assert_eq!(result.stop, StopReason::BudgetExhausted);

@@ -5,10 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::budget::{BudgetCheck, EpochCostEstimate, check_budget};
+use crate::budget::{BudgetCheck, EpochCostEstimate, PREDICTION_MARGIN, check_budget};
 use crate::cost::{CostModel, MAX_LAMBDA_MEMORY_MB, MIN_LAMBDA_MEMORY_MB};
+use crate::mask::{LastEpoch, PROFILE_MARGIN, assumed_warm_pool};
 use crate::policy::{Action, Decision, Observation, Scheduler};
 use crate::profile::PlatformProfile;
+use crate::simulator::EpochModel;
 
 /// Why a job, real or simulated, stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,21 +93,54 @@ pub enum Gate {
     },
 }
 
-/// Asks `scheduler` for the next epoch of the job `observation` describes and checks its choice.
-/// `estimate` is the last epoch's cost, from which the next one's is predicted (none before the
-/// first epoch).
+/// The most the next epoch may cost if it runs `action`: the larger of the profiles' worst case
+/// (every function straggling, every function not known warm starting cold, times
+/// [`PROFILE_MARGIN`]) when the job has profiles, and the last epoch's cost scaled to `action`
+/// (times [`PREDICTION_MARGIN`]) once there is one. The DRL agent's mask allows only what this
+/// allows; every other scheduler is held to it here.
+pub fn pessimistic_epoch_cost(
+    worst_case: Option<&EpochModel<'_>>,
+    estimate: Option<&EpochCostEstimate>,
+    pricing: &dyn CostModel,
+    action: Action,
+    last_action: Option<Action>,
+) -> Option<f64> {
+    let warm = assumed_warm_pool(last_action.map(|action| LastEpoch {
+        action,
+        cost_usd: 0.0,
+    }));
+    let profile = worst_case.map(|model| model.worst_case_cost(action, warm) * PROFILE_MARGIN);
+    let observed = estimate.map(|e| e.predict(pricing, action) * PREDICTION_MARGIN);
+    match (profile, observed) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Asks `scheduler` for the next epoch of the job `observation` describes and checks its choice:
+/// whatever the scheduler, the epoch runs only if its pessimistic cost
+/// ([`pessimistic_epoch_cost`]) fits the remaining budget. `worst_case` is the job's profiles
+/// (calibrated, or from the compute probe), which bound the first epoch too; `estimate` is the
+/// last epoch's cost (none before the first epoch).
 pub fn open_epoch(
     scheduler: &mut dyn Scheduler,
     observation: &Observation,
     limits: &Limits,
     pricing: &dyn CostModel,
+    worst_case: Option<&EpochModel<'_>>,
     estimate: Option<&EpochCostEstimate>,
 ) -> Gate {
     let action = match scheduler.decide_or_stop(observation) {
         Decision::Run(action) => limits.clamp(action),
         Decision::Stop { cheapest } => return Gate::SchedulerStopped { cheapest },
     };
-    let predicted = estimate.map(|e| e.predict(pricing, action));
+    let predicted = pessimistic_epoch_cost(
+        worst_case,
+        estimate,
+        pricing,
+        action,
+        observation.last_action,
+    );
     match check_budget(observation.budget_usd, observation.spent_usd, predicted) {
         BudgetCheck::Affordable { .. } => Gate::Run(action),
         BudgetCheck::Exhausted {
@@ -124,6 +159,8 @@ mod tests {
     use super::*;
     use crate::cost::LambdaPricing;
     use crate::policy::StaticScheduler;
+    use crate::profile::JobProfile;
+    use crate::simulator::WarmPool;
 
     fn observation(spent_usd: f64, budget_usd: Option<f64>) -> Observation {
         Observation {
@@ -154,6 +191,7 @@ mod tests {
             &limits,
             &LambdaPricing::X86,
             None,
+            None,
         );
         assert_eq!(
             gate,
@@ -178,18 +216,81 @@ mod tests {
         // One more epoch fits with its margin; with a little less left it does not.
         let roomy = observation(0.0, Some(epoch_usd * 1.25));
         assert_eq!(
-            open_epoch(&mut scheduler, &roomy, &limits, &pricing, Some(&estimate)),
+            open_epoch(
+                &mut scheduler,
+                &roomy,
+                &limits,
+                &pricing,
+                None,
+                Some(&estimate)
+            ),
             Gate::Run(action)
         );
         let tight = observation(0.0, Some(epoch_usd * 1.15));
         assert!(matches!(
-            open_epoch(&mut scheduler, &tight, &limits, &pricing, Some(&estimate)),
+            open_epoch(
+                &mut scheduler,
+                &tight,
+                &limits,
+                &pricing,
+                None,
+                Some(&estimate)
+            ),
             Gate::BudgetExhausted { .. }
         ));
         // Nothing to predict from before the first epoch: only a spent budget refuses it.
         assert_eq!(
-            open_epoch(&mut scheduler, &tight, &limits, &pricing, None),
+            open_epoch(&mut scheduler, &tight, &limits, &pricing, None, None),
             Gate::Run(action)
         );
+    }
+
+    /// A static scheduler is held to the profiles' worst case from its first epoch on, as the
+    /// DRL agent's mask holds the agent: a budget that cannot pay for the worst case of the
+    /// first epoch stops the job before it.
+    #[test]
+    fn the_first_epoch_of_any_scheduler_is_checked_against_the_worst_case() {
+        let job = JobProfile::fashion_mnist_mlp();
+        let platform = PlatformProfile::lambda_default();
+        let model = EpochModel::new(&job, &platform);
+        let action = Action {
+            functions: 8,
+            memory_mb: 1769,
+        };
+        let pricing = platform.pricing;
+        let worst = pessimistic_epoch_cost(Some(&model), None, &pricing, action, None)
+            .expect("a worst case");
+        let expected = model.worst_case_cost(action, WarmPool::default()) * PROFILE_MARGIN;
+        assert!((worst - expected).abs() < 1e-12, "{worst} vs {expected}");
+        let limits = Limits::of(&platform);
+        let mut scheduler = StaticScheduler::new(action);
+        let first = |budget: f64| {
+            let mut observation = observation(0.0, Some(budget));
+            observation.epoch = 0;
+            observation.last_action = None;
+            observation
+        };
+        assert_eq!(
+            open_epoch(
+                &mut scheduler,
+                &first(worst * 1.001),
+                &limits,
+                &pricing,
+                Some(&model),
+                None
+            ),
+            Gate::Run(action)
+        );
+        assert!(matches!(
+            open_epoch(
+                &mut scheduler,
+                &first(worst * 0.999),
+                &limits,
+                &pricing,
+                Some(&model),
+                None
+            ),
+            Gate::BudgetExhausted { .. }
+        ));
     }
 }

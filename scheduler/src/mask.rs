@@ -172,7 +172,7 @@ mod tests {
                     check_budget(
                         Some(budget),
                         spent,
-                        Some(driver.predict(&platform.pricing, action))
+                        Some(driver.predict(&platform.pricing, action) * PREDICTION_MARGIN)
                     ),
                     BudgetCheck::Affordable { .. }
                 ));

@@ -265,6 +265,7 @@ impl SimJob {
             target_accuracy: self.target_accuracy,
             budget_usd: Some(self.budget_usd),
             max_epochs: self.job.max_epochs,
+            believed: Some((self.believed_job.clone(), self.believed_platform.clone())),
         }
     }
 

@@ -22,7 +22,9 @@ use std::time::Instant;
 
 use siren_crds::{JobPhase, StoredDataset, TrainingJobSpec, TrainingJobStatus};
 pub use siren_scheduler::StopReason;
-use siren_scheduler::{Action, CostModel, EpochCostEstimate, Observation, Scheduler};
+use siren_scheduler::{
+    Action, CostModel, EpochCostEstimate, JobProfile, Observation, PlatformProfile, Scheduler,
+};
 use siren_store::ParameterStore;
 use siren_worker::model::{Architecture, Evaluator};
 use tokio::sync::watch;
@@ -57,6 +59,8 @@ pub struct JobDriver {
     status: TrainingJobStatus,
     /// Where a learning scheduler's updated state is saved after the job.
     scheduler_state: Option<PathBuf>,
+    /// The job's profiles: every epoch's worst case, whatever the scheduler.
+    profiles: Option<(JobProfile, PlatformProfile)>,
     control: Option<watch::Receiver<RunControl>>,
     /// The last epoch whose status is durably recorded elsewhere (the operator's status write).
     recorded: Option<watch::Receiver<u32>>,
@@ -94,6 +98,7 @@ impl JobDriver {
             cost_model: job.cost_model,
             status: TrainingJobStatus::default(),
             scheduler_state: job.scheduler_state,
+            profiles: job.profiles,
             control: None,
             recorded: None,
         }

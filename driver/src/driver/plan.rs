@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use siren_crds::{
     DatasetSpec, HyperParameters, StoreRef, StoredDataset, TASK_PROTOCOL_VERSION, Task,
 };
-use siren_scheduler::{Action, Gate, Limits, Observation, StopReason, open_epoch};
+use siren_scheduler::{Action, EpochModel, Gate, Limits, Observation, StopReason, open_epoch};
 
 use super::{EpochLoop, JobDriver};
 
@@ -20,11 +20,16 @@ impl JobDriver {
         run: &EpochLoop,
     ) -> Result<Action, StopReason> {
         let limits = Limits::lambda_memory(run.shard_count as u32);
+        let worst_case = self
+            .profiles
+            .as_ref()
+            .map(|(job, platform)| EpochModel::new(job, platform));
         let gate = open_epoch(
             self.scheduler.as_mut(),
             observation,
             &limits,
             self.cost_model.as_ref(),
+            worst_case.as_ref(),
             run.estimate.as_ref(),
         );
         match gate {
