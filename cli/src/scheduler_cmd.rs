@@ -175,4 +175,20 @@ fn print_report(report: &EvalReport) {
         a.drl_vs_bo_after_learning,
         a.time_reduction_vs_vm_cluster * 100.0,
     );
+    if let Some(drl) = report.by_budget.iter().find(|s| s.scheduler == "drl") {
+        let per_budget: Vec<String> = drl
+            .budget_factors
+            .iter()
+            .zip(
+                drl.missed_where_oracle_reached
+                    .iter()
+                    .zip(&drl.oracle_reached),
+            )
+            .map(|(factor, (missed, of))| format!("x{factor}: {missed} of {of}"))
+            .collect();
+        println!(
+            "DRL missed the target where the oracle's static configuration reached it: {}",
+            per_budget.join(", ")
+        );
+    }
 }

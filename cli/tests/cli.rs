@@ -249,6 +249,21 @@ fn scheduler_train_and_eval_write_a_policy_a_table_a_report_and_a_plot() {
         report["acceptance"]["evaluated_runs"], 12,
         "3 jobs x 4 budgets"
     );
+    assert!(
+        table.contains("DRL missed the target where the oracle"),
+        "{table}"
+    );
+    let drl = report["by_budget"]
+        .as_array()
+        .and_then(|series| series.iter().find(|s| s["scheduler"] == "drl"))
+        .expect("the DRL series");
+    for field in ["missed_where_oracle_reached", "oracle_reached"] {
+        assert_eq!(
+            drl[field].as_array().map(Vec::len),
+            Some(4),
+            "{field} per budget multiple: {drl}"
+        );
+    }
     let png = std::fs::read(&png).expect("plot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG file");
 }

@@ -93,6 +93,11 @@ pub struct BudgetSeries {
     pub budget_factors: Vec<f64>,
     pub mean_time_to_target: Vec<f64>,
     pub reached_fraction: Vec<f64>,
+    /// Runs at each budget factor in which the oracle's static configuration reached the target
+    /// and this scheduler did not.
+    pub missed_where_oracle_reached: Vec<usize>,
+    /// Runs at each budget factor in which the oracle's static configuration reached the target.
+    pub oracle_reached: Vec<usize>,
 }
 
 /// Plot 2: the DRL agent's choices on one job, epoch by epoch.
@@ -384,27 +389,35 @@ pub fn evaluate(policy: &Policy, config: &EvalConfig) -> EvalReport {
     let by_budget = names
         .iter()
         .map(|name| {
-            let (times, reached): (Vec<f64>, Vec<f64>) = (0..config.budget_factors.len())
-                .map(|f| {
-                    let outcomes: Vec<Outcome> = cases
-                        .iter()
-                        .filter(|c| c.factor_index == f)
-                        .filter_map(|c| c.outcomes.iter().find(|(n, _)| n == name).map(|(_, o)| *o))
-                        .collect();
-                    let successes: Vec<f64> =
-                        outcomes.iter().filter_map(Outcome::success).collect();
-                    (
-                        mean(&successes),
-                        successes.len() as f64 / outcomes.len().max(1) as f64,
-                    )
-                })
-                .unzip();
-            BudgetSeries {
+            let mut series = BudgetSeries {
                 scheduler: name.to_string(),
                 budget_factors: config.budget_factors.clone(),
-                mean_time_to_target: times,
-                reached_fraction: reached,
+                mean_time_to_target: Vec::new(),
+                reached_fraction: Vec::new(),
+                missed_where_oracle_reached: Vec::new(),
+                oracle_reached: Vec::new(),
+            };
+            for f in 0..config.budget_factors.len() {
+                let outcomes: Vec<(Option<f64>, Outcome)> = cases
+                    .iter()
+                    .filter(|c| c.factor_index == f)
+                    .filter_map(|c| outcome_of(c, name).map(|o| (c.oracle, o)))
+                    .collect();
+                let successes: Vec<f64> =
+                    outcomes.iter().filter_map(|(_, o)| o.success()).collect();
+                series.mean_time_to_target.push(mean(&successes));
+                series
+                    .reached_fraction
+                    .push(successes.len() as f64 / outcomes.len().max(1) as f64);
+                let oracle_reached = outcomes.iter().filter(|(oracle, _)| oracle.is_some());
+                series.oracle_reached.push(oracle_reached.clone().count());
+                series.missed_where_oracle_reached.push(
+                    oracle_reached
+                        .filter(|(_, o)| o.success().is_none())
+                        .count(),
+                );
             }
+            series
         })
         .collect();
     let experience = experience.finish(config.bo_runs);
