@@ -15,6 +15,9 @@ What counts as covered:
   or `history.epoch` under `## status`). A heading that names the field itself also covers it.
   Subsections without a path in their heading inherit their parent's. A bare leaf name elsewhere
   does not count: `image` or `seed` appear in too many places to prove anything.
+  Fields that are Kubernetes' own types (`BY_REFERENCE`: a pod's affinity, tolerations, env, ...)
+  are covered by their own name; their sub-fields are Kubernetes' to document, and the guide
+  links there.
 - **Enum values.** Every value an enum field accepts (`knative`, `lambda-arm`, `Suspended`, ...)
   must appear in backticks somewhere in the guide.
 - **Condition reasons.** Every reason the operator can give a phase (string literals after
@@ -38,11 +41,20 @@ HEADING_PATH = re.compile(r"\b((?:spec|status)(?:\.[A-Za-z][A-Za-z0-9]*(?:\[\])?
 CODE = re.compile(r"`([^`\n]+)`")
 
 
+# Fields whose schema is a Kubernetes core type, taken whole from the Kubernetes API.
+BY_REFERENCE = {
+    f"spec.backend.podTemplate.{name}"
+    for name in ("affinity", "tolerations", "env", "envFrom", "imagePullSecrets", "resources")
+}
+
+
 def walk(schema, parts):
     """Yields (path parts, schema) for every property below `schema`; array items are `name[]`."""
     for name, child in sorted((schema.get("properties") or {}).items()):
         here = parts + [name]
         yield here, child
+        if ".".join(here) in BY_REFERENCE:
+            continue
         node, field = child, here
         while node.get("type") == "array" and isinstance(node.get("items"), dict):
             field = field[:-1] + [field[-1] + "[]"]

@@ -191,4 +191,19 @@ fn print_report(report: &EvalReport) {
             per_budget.join(", ")
         );
     }
+    let f = &report.forecast;
+    let percent = |values: &[f64]| {
+        values
+            .iter()
+            .map(|v| format!("{:.0}%", v * 100.0))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!(
+        "Forecast of a job's end (status.progress) over DRL's runs, {} forecasts, in the first / second / last third of a run: median error {} of the seconds left, {} of the dollars left; the end reason right in {}",
+        f.forecasts,
+        percent(&f.median_seconds_error),
+        percent(&f.median_cost_error),
+        percent(&f.end_predicted_fraction),
+    );
 }

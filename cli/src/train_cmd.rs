@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanDuration, ProgressBar, ProgressStyle};
 use siren_crds::{
-    BackendKind, EpochRecord, JobPhase, TrainingJob, TrainingJobStatus, read_manifest,
+    BackendKind, EpochRecord, JobPhase, JobProgress, TrainingJob, TrainingJobStatus, read_manifest,
 };
 use siren_driver::{DriverObserver, JobSummary, driver_for, job_span};
 use siren_scheduler::Action;
@@ -74,6 +74,23 @@ fn row(record: &EpochRecord) -> String {
 /// Draws a progress bar per epoch and prints a table row when it ends.
 struct Terminal {
     bar: Option<(ProgressBar, Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    /// The job's forecast after the last epoch, shown beside the next epoch's bar.
+    job_eta: Option<String>,
+}
+
+/// `job 40%: ~1m 20s and $0.0123 more to the target`, from the status' forecast.
+fn job_eta(progress: &JobProgress) -> String {
+    let end = match progress.ends_by.as_str() {
+        "TargetAccuracyReached" => "the target",
+        "BudgetExhausted" => "the budget's end",
+        _ => "the epoch limit",
+    };
+    format!(
+        "job {:.0}%: ~{} and ${:.4} more to {end}",
+        progress.percent,
+        HumanDuration(Duration::from_secs_f64(progress.eta_seconds.max(0.0))),
+        progress.eta_cost_usd
+    )
 }
 
 impl Terminal {
@@ -103,12 +120,16 @@ impl DriverObserver for Terminal {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        bar.set_message(format!(
+        let mut message = format!(
             "epoch {} ({} x {} MB)",
             epoch + 1,
             action.functions,
             action.memory_mb
-        ));
+        );
+        if let Some(eta) = &self.job_eta {
+            message.push_str(&format!(" [{eta}]"));
+        }
+        bar.set_message(message);
         let done = Arc::new(AtomicBool::new(false));
         let poller = {
             let bar = bar.clone();
@@ -123,8 +144,9 @@ impl DriverObserver for Terminal {
         self.bar = Some((bar, done, poller));
     }
 
-    fn epoch_finished(&mut self, record: &EpochRecord, _status: &TrainingJobStatus) {
+    fn epoch_finished(&mut self, record: &EpochRecord, status: &TrainingJobStatus) {
         self.stop_bar();
+        self.job_eta = status.progress.as_ref().map(job_eta);
         println!("{}", row(record));
         let _ = std::io::stdout().flush();
     }
@@ -157,7 +179,10 @@ pub fn train(
     let mut driver = runtime
         .block_on(driver_for(&job).instrument(span.clone()))
         .with_context(|| format!("job {name} cannot start"))?;
-    let mut terminal = Terminal { bar: None };
+    let mut terminal = Terminal {
+        bar: None,
+        job_eta: None,
+    };
     println!("{HEADER}");
     let result = runtime.block_on(driver.run(&mut terminal).instrument(span));
     terminal.stop_bar();

@@ -4,6 +4,7 @@
 pub mod env_secret;
 pub mod fingerprint;
 pub mod manifest;
+pub mod pod_template;
 pub mod signing;
 pub mod spec;
 pub mod status;
@@ -12,6 +13,7 @@ pub mod validate;
 
 pub use env_secret::{EnvSecretError, secret_from_env};
 pub use manifest::{ManifestError, parse_manifest, read_manifest};
+pub use pod_template::FunctionPodTemplate;
 pub use signing::*;
 pub use spec::*;
 pub use status::*;

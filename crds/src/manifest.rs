@@ -183,6 +183,51 @@ spec:
     }
 
     #[test]
+    fn the_failure_policy_defaults_to_three_attempts_and_no_failed_epoch() {
+        let job = parse_manifest(MINIMAL, "job.yaml").expect("valid manifest");
+        assert_eq!(job.spec.failure_policy.attempts_per_task, 3);
+        assert_eq!(job.spec.failure_policy.failed_epochs_allowed, 0);
+        assert!(job.spec.failure_policy.final_failures.is_empty());
+
+        let text = format!(
+            "{MINIMAL}  failurePolicy:\n    attemptsPerTask: 5\n    failedEpochsAllowed: 2\n    finalFailures: [timeout]\n"
+        );
+        let policy = parse_manifest(&text, "job.yaml")
+            .expect("valid manifest")
+            .spec
+            .failure_policy;
+        assert_eq!(policy.attempts_per_task, 5);
+        assert_eq!(policy.failed_epochs_allowed, 2);
+        assert_eq!(policy.final_failures, vec![crate::FailureKind::Timeout]);
+        assert!(policy.is_final(&crate::TaskFailure::timeout("slow")));
+        assert!(!policy.is_final(&crate::TaskFailure::unreachable("gone")));
+        assert!(policy.is_final(&crate::TaskFailure::fatal("bad task")));
+    }
+
+    #[test]
+    fn a_bad_failure_policy_is_named() {
+        let text = format!(
+            "{MINIMAL}  failurePolicy:\n    attemptsPerTask: 0\n    finalFailures: [rejected]\n"
+        );
+        let message = error_of(&text);
+        assert!(
+            message.contains("spec.failurePolicy.attemptsPerTask: must be between 1 and 10, got 0"),
+            "{message}"
+        );
+        assert!(
+            message.contains("spec.failurePolicy.finalFailures[0]"),
+            "{message}"
+        );
+        let message = error_of(&format!(
+            "{MINIMAL}  failurePolicy:\n    finalFailures: [oom]\n"
+        ));
+        assert!(
+            message.contains("spec.failurePolicy.finalFailures"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn two_dataset_sources_are_rejected() {
         let text = MINIMAL.replace(
             "    builtin: fashion-mnist",

@@ -8,7 +8,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::pod_template::FunctionPodTemplate;
 use crate::status::TrainingJobStatus;
+use crate::task::{FailureKind, TaskFailure};
 
 pub const API_GROUP: &str = "siren.dev";
 pub const API_VERSION: &str = "v1alpha1";
@@ -34,6 +36,16 @@ pub const KIND: &str = "TrainingJob";
     printcolumn(name = "Functions", type_ = "integer", json_path = ".status.functions"),
     printcolumn(name = "Memory", type_ = "integer", json_path = ".status.memoryMb"),
     printcolumn(
+        name = "Progress",
+        type_ = "number",
+        json_path = ".status.progress.percent"
+    ),
+    printcolumn(
+        name = "ETA",
+        type_ = "number",
+        json_path = ".status.progress.etaSeconds"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -53,6 +65,8 @@ pub struct TrainingJobSpec {
     pub backend: BackendSpec,
     #[serde(default)]
     pub store: StoreSpec,
+    #[serde(default)]
+    pub failure_policy: FailurePolicySpec,
     /// Pauses the job after its current epoch; clearing it resumes from the last checkpoint.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
@@ -312,6 +326,53 @@ pub struct BudgetSpec {
     pub max_cost_usd: Option<f64>,
 }
 
+/// What a failed task costs the job. The defaults are Siren's behaviour before the policy
+/// existed: three attempts per task, and the first epoch that cannot finish fails the job.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailurePolicySpec {
+    /// Attempts per task, the first included: a task that fails is run again on another function
+    /// until it has had this many. Retries are billed and never start when they could overrun
+    /// the budget.
+    #[serde(default = "default_attempts_per_task")]
+    #[schemars(range(min = 1, max = 10))]
+    pub attempts_per_task: u32,
+    /// Epochs that may fail (a task out of attempts) before the job does. A failed epoch is
+    /// undone, the model going back to the last finished epoch, and run again; what it cost
+    /// stays spent. `status.failedEpochs` counts them across restarts and suspensions.
+    #[serde(default)]
+    #[schemars(range(max = 100))]
+    pub failed_epochs_allowed: u32,
+    /// Failures that end the job at once, neither retried nor run again in a new epoch:
+    /// `functionError`, `timeout`, `unreachable`. A `rejected` task (an invalid payload, corrupt
+    /// data, a refused signature) is always final.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub final_failures: Vec<FailureKind>,
+}
+
+fn default_attempts_per_task() -> u32 {
+    3
+}
+
+impl Default for FailurePolicySpec {
+    fn default() -> Self {
+        Self {
+            attempts_per_task: default_attempts_per_task(),
+            failed_epochs_allowed: 0,
+            final_failures: Vec::new(),
+        }
+    }
+}
+
+impl FailurePolicySpec {
+    /// Whether `failure` ends the job at once.
+    pub fn is_final(&self, failure: &TaskFailure) -> bool {
+        !failure.retryable
+            || failure.kind == FailureKind::Rejected
+            || self.final_failures.contains(&failure.kind)
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum SchedulerPolicy {
     /// The same number of functions and memory size every epoch.
@@ -488,6 +549,13 @@ pub struct BackendSpec {
     /// Required by the openfaas backend: the gateway and function to run tasks on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openfaas: Option<OpenFaasSpec>,
+    /// Settings of the function pods, for the knative and openfaas backends: scheduling
+    /// (`nodeSelector`, `tolerations`, `affinity`, `priorityClassName`), environment, image pull
+    /// secrets, labels, annotations, ServiceAccount and extra resources. Knative applies them to
+    /// the Service's revision template; OpenFaaS takes labels, annotations, `nodeSelector` (as
+    /// constraints), plain `env` values and `serviceAccountName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<FunctionPodTemplate>,
 }
 
 impl BackendSpec {
@@ -518,6 +586,7 @@ impl Default for BackendSpec {
             lambda: None,
             knative: None,
             openfaas: None,
+            pod_template: None,
         }
     }
 }

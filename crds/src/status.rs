@@ -69,6 +69,40 @@ pub struct TrainingJobStatus {
     /// `Failed` with reason `SpecChanged`, since its checkpoints belong to the old ones.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub spec_fingerprint: BTreeMap<String, String>,
+    /// Epochs that failed and were run again (`spec.failurePolicy.failedEpochsAllowed`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_epochs: u32,
+    /// How far the job is from its end and what getting there should take, as predicted after
+    /// the last finished epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<JobProgress>,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+/// A forecast of the job's end, recomputed after every epoch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobProgress {
+    /// Percent of the way to the job's end: epochs done over epochs done plus the epochs still
+    /// predicted.
+    pub percent: f64,
+    /// How the job is predicted to end, as the reason its final condition would give:
+    /// `TargetAccuracyReached`, `MaxEpochsReached` or `BudgetExhausted`.
+    pub ends_by: String,
+    /// Epochs predicted before it ends.
+    pub remaining_epochs: u32,
+    /// Seconds predicted before it ends, at the pace of its last epochs.
+    pub eta_seconds: f64,
+    /// Dollars predicted to be spent before it ends.
+    pub eta_cost_usd: f64,
+    /// What predicted the epochs to the target: `scheduler` (the scheduler's model of the job,
+    /// corrected by the epochs seen), `trend` (a curve fitted to the epochs seen) or `epochs`
+    /// (no target: the epoch limit or the budget ends the job).
+    pub basis: String,
+    pub computed_at: Time,
 }
 
 pub use siren_scheduler::EpochRecord;

@@ -155,23 +155,77 @@ pub struct Timing {
 pub struct TaskFailure {
     pub error: String,
     pub retryable: bool,
+    /// Absent from the answers of functions older than the failure kinds: they were function errors.
+    #[serde(default)]
+    pub kind: FailureKind,
+}
+
+/// What kind of failure a task met, as `spec.failurePolicy.finalFailures` names them.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureKind {
+    /// The function ran the task and failed it: a crash, an out-of-memory kill, a store it could
+    /// not reach.
+    #[default]
+    FunctionError,
+    /// No answer within `backend.taskTimeoutSeconds`.
+    Timeout,
+    /// No function could be reached: connection refused, a gateway's error page, throttling that
+    /// lasted the task's whole time, an empty pool.
+    Unreachable,
+    /// The task itself is wrong (an invalid payload, corrupt data, a refused signature): every
+    /// function fails it, so it is never retried.
+    Rejected,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::FunctionError => "functionError",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::Rejected => "rejected",
+        }
+    }
 }
 
 impl TaskFailure {
-    /// A failure of the function or its platform (a crash, a timeout, an unreachable store):
-    /// another function may well succeed.
+    /// A failure of the function or its platform (a crash, an unreachable store): another
+    /// function may well succeed.
     pub fn retryable(error: impl Into<String>) -> Self {
-        Self {
-            error: error.into(),
-            retryable: true,
-        }
+        Self::of_kind(FailureKind::FunctionError, error)
+    }
+
+    /// No answer in time; another function may be faster.
+    pub fn timeout(error: impl Into<String>) -> Self {
+        Self::of_kind(FailureKind::Timeout, error)
+    }
+
+    /// The function could not be reached; another may be.
+    pub fn unreachable(error: impl Into<String>) -> Self {
+        Self::of_kind(FailureKind::Unreachable, error)
     }
 
     /// A failure of the task itself (an invalid payload, corrupt data): every function fails it.
     pub fn fatal(error: impl Into<String>) -> Self {
+        Self::of_kind(FailureKind::Rejected, error)
+    }
+
+    fn of_kind(kind: FailureKind, error: impl Into<String>) -> Self {
         Self {
             error: error.into(),
-            retryable: false,
+            retryable: kind != FailureKind::Rejected,
+            kind,
+        }
+    }
+
+    /// The same failure, explained by `context` first.
+    pub fn in_context(self, context: impl std::fmt::Display) -> Self {
+        Self {
+            error: format!("{context}: {}", self.error),
+            ..self
         }
     }
 }

@@ -91,6 +91,30 @@ pub fn is_function_name(name: &str, max: usize) -> bool {
 pub const MAX_MLP_LAYERS: usize = 16;
 pub const MAX_LAYER_WIDTH: u32 = 65_536;
 
+fn validate_failure_policy(policy: &crate::spec::FailurePolicySpec, errors: &mut ValidationErrors) {
+    errors.range_u32(
+        "spec.failurePolicy.attemptsPerTask",
+        policy.attempts_per_task,
+        1,
+        10,
+    );
+    errors.range_u32(
+        "spec.failurePolicy.failedEpochsAllowed",
+        policy.failed_epochs_allowed,
+        0,
+        100,
+    );
+    for (index, kind) in policy.final_failures.iter().enumerate() {
+        if *kind == crate::task::FailureKind::Rejected {
+            errors.add(
+                &format!("spec.failurePolicy.finalFailures[{index}]"),
+                "`rejected` is always final; list only functionError, timeout or unreachable"
+                    .to_string(),
+            );
+        }
+    }
+}
+
 impl TrainingJobSpec {
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::default();
@@ -120,6 +144,7 @@ impl TrainingJobSpec {
         );
         self.validate_scheduler(&mut errors);
         self.validate_backend(&mut errors);
+        validate_failure_policy(&self.failure_policy, &mut errors);
         validate_pricing(&self.backend.pricing, &mut errors);
         validate_store(&self.store, &mut errors);
         if errors.0.is_empty() {
@@ -164,6 +189,7 @@ impl TrainingJobSpec {
         }
         self.validate_knative(errors);
         self.validate_openfaas(errors);
+        validate_pod_template(backend, errors);
         if backend.kind == BackendKind::Lambda {
             if backend.task_timeout_seconds > 900 {
                 errors.add(
@@ -512,4 +538,679 @@ fn validate_pricing(pricing: &PricingSpec, errors: &mut ValidationErrors) {
         pricing.vcpu_second_usd,
     );
     errors.non_negative("spec.backend.pricing.gbSecondUsd", pricing.gb_second_usd);
+}
+
+const POD_TEMPLATE: &str = "spec.backend.podTemplate";
+/// Labels Siren sets on its functions' objects; a pod carrying them would pass for another's.
+const RESERVED_LABELS: [&str; 2] = ["app.kubernetes.io/managed-by", "app.kubernetes.io/name"];
+/// Key prefixes of Siren's own labels and annotations and of those the platforms scale and check
+/// the functions by, which Siren sets from the scheduler's choice.
+const RESERVED_KEY_PREFIXES: [&str; 5] = [
+    "siren.dev/",
+    "serving.knative.dev/",
+    "autoscaling.knative.dev/",
+    "com.openfaas.scale.",
+    "com.openfaas.health.",
+];
+/// The annotation faas-netes reads a function's ServiceAccount from, which Siren writes from
+/// `serviceAccountName`.
+pub const OPENFAAS_SERVICE_ACCOUNT_ANNOTATION: &str = "com.openfaas.serviceaccount";
+/// Where an OpenFaaS function's scheduling goes instead of the pod template's.
+const OPENFAAS_PROFILE: &str = "place the pods with an OpenFaaS Profile (OpenFaaS Standard and \
+     Enterprise) named in the annotation `com.openfaas.profile`";
+const QUALIFIED_NAME: &str = "must be a qualified name: an optional DNS subdomain and '/', then at \
+     most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit";
+const LABEL_VALUE: &str = "must be empty or at most 63 letters, digits, '-', '_' and '.', starting \
+     and ending with a letter or digit";
+const OBJECT_NAME: &str = "must be the name of a Kubernetes object (lowercase letters, digits, '-' \
+     and '.')";
+
+/// The name part of a qualified name, and a non-empty label value.
+fn is_name_part(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let edge = |b: &u8| b.is_ascii_alphanumeric();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.first().is_some_and(edge)
+        && bytes.last().is_some_and(edge)
+        && bytes
+            .iter()
+            .all(|b| edge(b) || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Whether `key` is a qualified name, as label and annotation keys are: a name of at most 63
+/// letters, digits, '-', '_' and '.', starting and ending with a letter or digit, optionally after
+/// a DNS subdomain and '/'.
+pub fn is_qualified_name(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, name)) => is_dns_name(prefix) && is_name_part(name),
+        None => is_name_part(key),
+    }
+}
+
+/// Whether `value` is a label value: empty, or a name of at most 63 characters as in
+/// [`is_qualified_name`].
+pub fn is_label_value(value: &str) -> bool {
+    value.is_empty() || is_name_part(value)
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Whether `quantity` reads as a Kubernetes quantity: a decimal number and an SI (`k`, `M`),
+/// binary (`Ki`, `Mi`) or exponent (`e3`) suffix. Checked here so that a typo fails the job's
+/// validation rather than the Service's apply in the middle of its run.
+fn is_quantity(quantity: &str) -> bool {
+    let unsigned = quantity.strip_prefix('+').unwrap_or(quantity);
+    let number_end = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(number_end);
+    let number_ok = number.bytes().any(|b| b.is_ascii_digit()) && number.matches('.').count() <= 1;
+    let suffix_ok = match suffix {
+        "" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti"
+        | "Pi" | "Ei" => true,
+        exponent => exponent.strip_prefix(['e', 'E']).is_some_and(|power| {
+            let digits = power.strip_prefix(['+', '-']).unwrap_or(power);
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+        }),
+    };
+    number_ok && suffix_ok
+}
+
+/// A label or annotation key: well formed, and not one Siren or the platforms set.
+fn check_metadata_key(errors: &mut ValidationErrors, field: &str, key: &str) {
+    if !is_qualified_name(key) {
+        errors.add(field, QUALIFIED_NAME);
+    } else if let Some(prefix) = RESERVED_KEY_PREFIXES
+        .iter()
+        .find(|prefix| key.starts_with(**prefix))
+    {
+        errors.add(
+            field,
+            format!("keys under `{prefix}` are reserved: Siren and the platform set them"),
+        );
+    }
+}
+
+fn backend_name(kind: BackendKind) -> &'static str {
+    match kind {
+        BackendKind::Local => "local",
+        BackendKind::Process => "process",
+        BackendKind::Lambda => "lambda",
+        BackendKind::Knative => "knative",
+        BackendKind::OpenFaas => "openfaas",
+    }
+}
+
+fn validate_pod_template(backend: &crate::spec::BackendSpec, errors: &mut ValidationErrors) {
+    let Some(template) = &backend.pod_template else {
+        return;
+    };
+    let field = |name: &str| format!("{POD_TEMPLATE}.{name}");
+    if !matches!(backend.kind, BackendKind::Knative | BackendKind::OpenFaas) {
+        errors.add(
+            POD_TEMPLATE,
+            format!(
+                "only the knative and openfaas backends run their functions as pods, not {}",
+                backend_name(backend.kind)
+            ),
+        );
+    }
+    for (key, value) in &template.labels {
+        let at = format!("{POD_TEMPLATE}.labels[{key:?}]");
+        check_metadata_key(errors, &at, key);
+        if RESERVED_LABELS.contains(&key.as_str()) {
+            errors.add(&at, "is reserved: Siren labels its functions with it");
+        }
+        if !is_label_value(value) {
+            errors.add(&at, format!("the value `{value}` {LABEL_VALUE}"));
+        }
+    }
+    for key in template.annotations.keys() {
+        let at = format!("{POD_TEMPLATE}.annotations[{key:?}]");
+        check_metadata_key(errors, &at, key);
+        if key.as_str() == OPENFAAS_SERVICE_ACCOUNT_ANNOTATION {
+            errors.add(
+                &at,
+                "set podTemplate.serviceAccountName instead, which Siren turns into this annotation",
+            );
+        }
+    }
+    for (key, value) in &template.node_selector {
+        let at = format!("{POD_TEMPLATE}.nodeSelector[{key:?}]");
+        if !is_qualified_name(key) {
+            errors.add(&at, QUALIFIED_NAME);
+        }
+        if !is_label_value(value) {
+            errors.add(&at, format!("the value `{value}` {LABEL_VALUE}"));
+        }
+    }
+    for (index, toleration) in template.tolerations.iter().enumerate() {
+        let at = format!("{POD_TEMPLATE}.tolerations[{index}]");
+        let key = toleration.key.as_deref().unwrap_or_default();
+        if key.is_empty() {
+            if toleration.operator.as_deref() != Some("Exists") {
+                errors.add(
+                    &format!("{at}.operator"),
+                    "a toleration without a key must have operator Exists (it then tolerates every taint)",
+                );
+            }
+        } else if !is_qualified_name(key) {
+            errors.add(&format!("{at}.key"), QUALIFIED_NAME);
+        }
+        if toleration.operator.as_deref() == Some("Exists")
+            && toleration.value.as_deref().is_some_and(|v| !v.is_empty())
+        {
+            errors.add(
+                &format!("{at}.value"),
+                "operator Exists matches every value: leave value out",
+            );
+        }
+        match toleration.effect.as_deref() {
+            None | Some("" | "NoSchedule" | "PreferNoSchedule" | "NoExecute") => {}
+            Some(effect) => errors.add(
+                &format!("{at}.effect"),
+                format!("must be NoSchedule, PreferNoSchedule or NoExecute, got `{effect}`"),
+            ),
+        }
+    }
+    if let Some(class) = &template.priority_class_name
+        && !is_dns_name(class)
+    {
+        errors.add(&field("priorityClassName"), OBJECT_NAME);
+    }
+    for (index, var) in template.env.iter().enumerate() {
+        let at = format!("{POD_TEMPLATE}.env[{index}]");
+        if var.name.starts_with("SIREN_") || var.name == "PORT" {
+            errors.add(
+                &format!("{at}.name"),
+                format!(
+                    "`{}` is the worker's own: Siren sets the SIREN_ variables and the platform sets PORT",
+                    var.name
+                ),
+            );
+        } else if !is_env_name(&var.name) {
+            errors.add(
+                &format!("{at}.name"),
+                format!(
+                    "`{}` is not a variable name (a letter or '_', then letters, digits, '_', '.' and '-')",
+                    var.name
+                ),
+            );
+        }
+        if var.value.is_some() && var.value_from.is_some() {
+            errors.add(&at, "takes value or valueFrom, not both");
+        }
+    }
+    for (index, source) in template.env_from.iter().enumerate() {
+        let at = format!("{POD_TEMPLATE}.envFrom[{index}]");
+        let names: Vec<&str> = [
+            source.config_map_ref.as_ref().map(|r| r.name.as_str()),
+            source.secret_ref.as_ref().map(|r| r.name.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if names.len() != 1 {
+            errors.add(&at, "needs exactly one of configMapRef and secretRef");
+        }
+        if names.iter().any(|name| !is_dns_name(name)) {
+            errors.add(&at, format!("the referenced name {OBJECT_NAME}"));
+        }
+        if source
+            .prefix
+            .as_deref()
+            .is_some_and(|prefix| prefix.starts_with("SIREN_"))
+        {
+            errors.add(
+                &format!("{at}.prefix"),
+                "SIREN_ variables are the worker's own",
+            );
+        }
+    }
+    for (index, secret) in template.image_pull_secrets.iter().enumerate() {
+        if !is_dns_name(&secret.name) {
+            errors.add(
+                &format!("{POD_TEMPLATE}.imagePullSecrets[{index}].name"),
+                OBJECT_NAME,
+            );
+        }
+    }
+    if let Some(account) = &template.service_account_name {
+        let knative_account = backend
+            .knative
+            .as_ref()
+            .and_then(|knative| knative.service_account_name.as_ref());
+        if !is_dns_name(account) {
+            errors.add(&field("serviceAccountName"), OBJECT_NAME);
+        } else if backend.kind == BackendKind::Knative
+            && let Some(knative_account) = knative_account
+            && knative_account != account
+        {
+            errors.add(
+                &field("serviceAccountName"),
+                format!(
+                    "`{account}` differs from spec.backend.knative.serviceAccountName `{knative_account}`: set one of them"
+                ),
+            );
+        }
+    }
+    if let Some(resources) = &template.resources {
+        validate_extra_resources(resources, errors);
+    }
+    if backend.kind == BackendKind::OpenFaas {
+        refuse_on_openfaas(template, errors);
+    }
+}
+
+fn validate_extra_resources(
+    resources: &k8s_openapi::api::core::v1::ResourceRequirements,
+    errors: &mut ValidationErrors,
+) {
+    for (part, quantities) in [
+        ("requests", &resources.requests),
+        ("limits", &resources.limits),
+    ] {
+        for (resource, quantity) in quantities.iter().flatten() {
+            let at = format!("{POD_TEMPLATE}.resources.{part}[{resource:?}]");
+            if matches!(resource.as_str(), "cpu" | "memory") {
+                errors.add(
+                    &at,
+                    format!(
+                        "the scheduler sets {resource}: memory is the size it picks (spec.scheduler.memoryMb) and CPU follows it, one vCPU per 1,769 MB"
+                    ),
+                );
+            } else if !is_qualified_name(resource) {
+                errors.add(&at, format!("is not a resource name: it {QUALIFIED_NAME}"));
+            }
+            if !is_quantity(&quantity.0) {
+                errors.add(
+                    &at,
+                    format!(
+                        "`{}` is not a quantity (such as 1, 500m or 10Gi)",
+                        quantity.0
+                    ),
+                );
+            }
+        }
+    }
+    // Kubernetes overcommits only ephemeral storage among the resources left to the template:
+    // extended resources and hugepages are granted only when the limit names them.
+    let limited = |resource: &str| {
+        resources
+            .limits
+            .as_ref()
+            .is_some_and(|limits| limits.contains_key(resource))
+    };
+    for resource in resources
+        .requests
+        .iter()
+        .flat_map(|requests| requests.keys())
+    {
+        if !matches!(resource.as_str(), "cpu" | "memory" | "ephemeral-storage")
+            && !limited(resource)
+        {
+            errors.add(
+                &format!("{POD_TEMPLATE}.resources.limits"),
+                format!("needs `{resource}` too: Kubernetes grants it only up to its limit"),
+            );
+        }
+    }
+    if resources
+        .claims
+        .as_ref()
+        .is_some_and(|claims| !claims.is_empty())
+    {
+        errors.add(
+            &format!("{POD_TEMPLATE}.resources.claims"),
+            "claims name the pod's resourceClaims, which Siren does not set",
+        );
+    }
+}
+
+/// What the gateway's API has no place for: each refusal says where OpenFaaS takes it instead.
+fn refuse_on_openfaas(
+    template: &crate::pod_template::FunctionPodTemplate,
+    errors: &mut ValidationErrors,
+) {
+    let refusals = [
+        (
+            "tolerations",
+            !template.tolerations.is_empty(),
+            OPENFAAS_PROFILE,
+        ),
+        ("affinity", template.affinity.is_some(), OPENFAAS_PROFILE),
+        (
+            "priorityClassName",
+            template.priority_class_name.is_some(),
+            "the gateway's API sets no priority class",
+        ),
+        (
+            "imagePullSecrets",
+            !template.image_pull_secrets.is_empty(),
+            "faas-netes pulls with the image pull secrets of the function's ServiceAccount: add them to the `default` ServiceAccount of the function's namespace (or to the one serviceAccountName names)",
+        ),
+        (
+            "envFrom",
+            !template.env_from.is_empty(),
+            "a function's environment holds only plain values; secrets reach OpenFaaS functions as OpenFaaS secrets (`faas-cli secret create`), mounted as files",
+        ),
+        (
+            "resources",
+            template.resources.is_some(),
+            "a function's requests and limits hold only cpu and memory, which the scheduler sets",
+        ),
+    ];
+    for (name, set, instead) in refusals {
+        if set {
+            errors.add(
+                &format!("{POD_TEMPLATE}.{name}"),
+                format!("OpenFaaS does not take it: {instead}"),
+            );
+        }
+    }
+    for (index, var) in template.env.iter().enumerate() {
+        if var.value_from.is_some() {
+            errors.add(
+                &format!("{POD_TEMPLATE}.env[{index}].valueFrom"),
+                "OpenFaaS takes only plain values: secrets reach OpenFaaS functions as OpenFaaS secrets (`faas-cli secret create`), mounted as files",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod pod_template_tests {
+    use serde_json::{Value, json};
+
+    use super::{is_qualified_name, is_quantity};
+    use crate::spec::TrainingJobSpec;
+
+    fn job(kind: &str, template: Value) -> TrainingJobSpec {
+        let mut backend = json!({ "kind": kind, "podTemplate": template });
+        match kind {
+            "knative" => backend["knative"] = json!({ "image": "siren-worker:1" }),
+            "openfaas" => {
+                backend["openfaas"] = json!({
+                    "gateway": "http://gateway.openfaas:8080",
+                    "image": "siren-worker:1",
+                });
+            }
+            _ => {}
+        }
+        let spec = json!({
+            "model": { "kind": "mlp" },
+            "dataset": { "builtin": "fashion-mnist" },
+            "backend": backend,
+            "store": { "kind": "redis", "url": "redis://redis:6379" },
+        });
+        serde_json::from_value(spec).expect("a spec")
+    }
+
+    fn errors(spec: &TrainingJobSpec) -> Vec<(String, String)> {
+        match spec.validate() {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.0.into_iter().map(|e| (e.field, e.message)).collect(),
+        }
+    }
+
+    /// The messages of the errors about `field`, which must have some.
+    fn refusal(spec: &TrainingJobSpec, field: &str) -> String {
+        let errors = errors(spec);
+        let messages: Vec<&str> = errors
+            .iter()
+            .filter(|(f, _)| f == field)
+            .map(|(_, message)| message.as_str())
+            .collect();
+        assert!(!messages.is_empty(), "no error about {field}: {errors:?}");
+        messages.join("; ")
+    }
+
+    fn full_template() -> Value {
+        json!({
+            "labels": { "team": "vision", "example.com/cost-centre": "ml-42" },
+            "annotations": { "example.com/owner": "Vision team <vision@example.com>" },
+            "nodeSelector": { "node.kubernetes.io/instance-type": "m6i.2xlarge" },
+            "tolerations": [
+                {
+                    "key": "dedicated",
+                    "operator": "Equal",
+                    "value": "training",
+                    "effect": "NoSchedule",
+                },
+            ],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{
+                            "matchExpressions": [{
+                                "key": "topology.kubernetes.io/zone",
+                                "operator": "In",
+                                "values": ["eu-west-1a"],
+                            }],
+                        }],
+                    },
+                },
+            },
+            "priorityClassName": "batch-low",
+            "env": [
+                { "name": "RUST_BACKTRACE", "value": "1" },
+                {
+                    "name": "HTTPS_PROXY",
+                    "valueFrom": { "secretKeyRef": { "name": "proxy", "key": "url" } },
+                },
+            ],
+            "envFrom": [{ "configMapRef": { "name": "worker-settings" } }],
+            "imagePullSecrets": [{ "name": "registry-credentials" }],
+            "serviceAccountName": "trainer",
+            "resources": {
+                "requests": { "ephemeral-storage": "1Gi", "example.com/fpga": 1 },
+                "limits": { "ephemeral-storage": "2Gi", "example.com/fpga": 1 },
+            },
+        })
+    }
+
+    #[test]
+    fn knative_takes_every_setting() {
+        let spec = job("knative", full_template());
+        assert_eq!(errors(&spec), Vec::<(String, String)>::new());
+        let template = spec.backend.pod_template.expect("a pod template");
+        assert_eq!(template.tolerations.len(), 1);
+        assert_eq!(template.priority_class_name.as_deref(), Some("batch-low"));
+    }
+
+    #[test]
+    fn openfaas_takes_metadata_node_selector_plain_env_and_service_account() {
+        let spec = job(
+            "openfaas",
+            json!({
+                "labels": { "team": "vision" },
+                "annotations": { "com.openfaas.profile": "training-pool" },
+                "nodeSelector": { "pool": "training" },
+                "env": [{ "name": "RUST_BACKTRACE", "value": "1" }],
+                "serviceAccountName": "trainer",
+            }),
+        );
+        assert_eq!(errors(&spec), Vec::<(String, String)>::new());
+    }
+
+    #[test]
+    fn openfaas_refuses_what_its_gateway_cannot_set_and_says_what_to_do_instead() {
+        let spec = job("openfaas", full_template());
+        for field in ["tolerations", "affinity"] {
+            let message = refusal(&spec, &format!("spec.backend.podTemplate.{field}"));
+            assert!(message.contains("com.openfaas.profile"), "{message}");
+        }
+        let message = refusal(&spec, "spec.backend.podTemplate.imagePullSecrets");
+        assert!(message.contains("ServiceAccount"), "{message}");
+        let message = refusal(&spec, "spec.backend.podTemplate.env[1].valueFrom");
+        assert!(message.contains("OpenFaaS secrets"), "{message}");
+        for field in ["priorityClassName", "envFrom", "resources"] {
+            let message = refusal(&spec, &format!("spec.backend.podTemplate.{field}"));
+            assert!(
+                message.starts_with("OpenFaaS does not take it"),
+                "{message}"
+            );
+        }
+        let fields: Vec<String> = errors(&spec).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields.len(), 7, "{fields:?}");
+    }
+
+    #[test]
+    fn only_pod_backends_take_a_template() {
+        let spec = job("process", json!({ "labels": { "team": "vision" } }));
+        let message = refusal(&spec, "spec.backend.podTemplate");
+        assert!(message.contains("not process"), "{message}");
+    }
+
+    #[test]
+    fn siren_and_platform_keys_are_reserved() {
+        let spec = job(
+            "knative",
+            json!({
+                "labels": {
+                    "siren.dev/job": "other",
+                    "app.kubernetes.io/managed-by": "me",
+                    "app.kubernetes.io/name": "worker",
+                    "serving.knative.dev/service": "other",
+                    "com.openfaas.scale.min": "9",
+                },
+                "annotations": {
+                    "siren.dev/task-key": "0123",
+                    "autoscaling.knative.dev/min-scale": "9",
+                    "com.openfaas.serviceaccount": "trainer",
+                },
+            }),
+        );
+        for key in [
+            "siren.dev/job",
+            "app.kubernetes.io/managed-by",
+            "app.kubernetes.io/name",
+            "serving.knative.dev/service",
+            "com.openfaas.scale.min",
+        ] {
+            let message = refusal(&spec, &format!("spec.backend.podTemplate.labels[{key:?}]"));
+            assert!(message.contains("reserved"), "{key}: {message}");
+        }
+        for key in ["siren.dev/task-key", "autoscaling.knative.dev/min-scale"] {
+            let field = format!("spec.backend.podTemplate.annotations[{key:?}]");
+            assert!(refusal(&spec, &field).contains("reserved"));
+        }
+        let message = refusal(
+            &spec,
+            "spec.backend.podTemplate.annotations[\"com.openfaas.serviceaccount\"]",
+        );
+        assert!(message.contains("serviceAccountName"), "{message}");
+    }
+
+    #[test]
+    fn keys_values_and_names_are_checked() {
+        let spec = job(
+            "knative",
+            json!({
+                "labels": { "-team": "vision", "Example.com/team": "a b" },
+                "annotations": { "example.com/": "x" },
+                "nodeSelector": { "pool": "x".repeat(64) },
+                "tolerations": [{ "value": "x" }, { "key": "dedicated", "effect": "Sometimes" }],
+                "priorityClassName": "Batch",
+                "env": [
+                    { "name": "SIREN_TASK_KEY", "value": "forged" },
+                    { "name": "PORT", "value": "9090" },
+                    { "name": "1ST", "value": "x" },
+                ],
+                "envFrom": [{ "prefix": "SIREN_", "secretRef": { "name": "Bad_Name" } }],
+                "imagePullSecrets": [{ "name": "Registry" }],
+            }),
+        );
+        let at = |field: &str| refusal(&spec, &format!("spec.backend.podTemplate.{field}"));
+        assert!(at("labels[\"-team\"]").contains("qualified name"));
+        let message = at("labels[\"Example.com/team\"]");
+        assert!(message.contains("qualified name"), "{message}");
+        assert!(message.contains("`a b`"), "{message}");
+        assert!(at("annotations[\"example.com/\"]").contains("qualified name"));
+        assert!(at("nodeSelector[\"pool\"]").contains("at most 63"));
+        assert!(at("tolerations[0].operator").contains("Exists"));
+        assert!(at("tolerations[1].effect").contains("Sometimes"));
+        assert!(at("priorityClassName").contains("Kubernetes object"));
+        assert!(at("env[0].name").contains("worker's own"));
+        assert!(at("env[1].name").contains("PORT"));
+        assert!(at("env[2].name").contains("not a variable name"));
+        assert!(at("envFrom[0]").contains("Kubernetes object"));
+        assert!(at("envFrom[0].prefix").contains("SIREN_"));
+        assert!(at("imagePullSecrets[0].name").contains("Kubernetes object"));
+    }
+
+    #[test]
+    fn the_scheduler_keeps_cpu_and_memory() {
+        let spec = job(
+            "knative",
+            json!({
+                "resources": {
+                    "requests": { "cpu": "2", "example.com/fpga": "1", "ephemeral-storage": "1Gi" },
+                    "limits": { "memory": "4Gi", "hugepages-2Mi": "lots" },
+                },
+            }),
+        );
+        let at = |field: &str| {
+            refusal(
+                &spec,
+                &format!("spec.backend.podTemplate.resources.{field}"),
+            )
+        };
+        let message = at("requests[\"cpu\"]");
+        assert!(message.contains("the scheduler sets cpu"), "{message}");
+        assert!(at("limits[\"memory\"]").contains("spec.scheduler.memoryMb"));
+        assert!(at("limits[\"hugepages-2Mi\"]").contains("not a quantity"));
+        let message = at("limits");
+        assert!(message.contains("example.com/fpga"), "{message}");
+        assert!(!message.contains("ephemeral-storage"), "{message}");
+    }
+
+    #[test]
+    fn a_second_service_account_must_agree_with_knatives() {
+        let mut spec = job("knative", json!({ "serviceAccountName": "trainer" }));
+        if let Some(knative) = spec.backend.knative.as_mut() {
+            knative.service_account_name = Some("trainer".to_string());
+        }
+        assert_eq!(errors(&spec), Vec::<(String, String)>::new());
+        if let Some(knative) = spec.backend.knative.as_mut() {
+            knative.service_account_name = Some("irsa".to_string());
+        }
+        let message = refusal(&spec, "spec.backend.podTemplate.serviceAccountName");
+        assert!(
+            message.contains("irsa") && message.contains("trainer"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn names_and_quantities_read_as_kubernetes_reads_them() {
+        for key in ["team", "example.com/team", "a.b-c_d", "k8s.io/x"] {
+            assert!(is_qualified_name(key), "{key}");
+        }
+        let long = "x".repeat(64);
+        for key in [
+            "",
+            "-a",
+            "a-",
+            "a/b/c",
+            "Example.com/a",
+            "/a",
+            long.as_str(),
+        ] {
+            assert!(!is_qualified_name(key), "{key}");
+        }
+        for quantity in ["1", "500m", "1.5Gi", "2e3", "+4", "0.5", "10E"] {
+            assert!(is_quantity(quantity), "{quantity}");
+        }
+        for quantity in ["", "lots", "1.2.3", "Gi", "1GB", "-1", "1e"] {
+            assert!(!is_quantity(quantity), "{quantity}");
+        }
+    }
 }

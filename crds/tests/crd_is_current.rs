@@ -65,6 +65,8 @@ fn crd_has_the_contracted_names_and_subresources() {
             "Cost",
             "Functions",
             "Memory",
+            "Progress",
+            "ETA",
             "Age"
         ]
     );

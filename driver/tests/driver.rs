@@ -467,6 +467,154 @@ fn an_epoch_the_budget_cannot_finish_ends_the_job_at_the_last_finished_epoch() {
     assert_eq!(outcome.params, model.params);
 }
 
+/// A real local backend whose epoch `failing_epoch` (0-based) sees its first `failing_rounds`
+/// rounds of invocations fail retryably, each function first pushing an update that the epoch's
+/// undoing must remove.
+struct FailingRounds {
+    local: LocalBackend,
+    store: Arc<MemoryStore>,
+    failing_epoch: u32,
+    failing_rounds: u32,
+}
+
+#[async_trait::async_trait]
+impl siren_driver::backend::FunctionBackend for FailingRounds {
+    fn name(&self) -> &'static str {
+        "failing-rounds"
+    }
+
+    async fn scale(&mut self, action: Action) -> Result<(), siren_driver::backend::BackendError> {
+        self.local.scale(action).await
+    }
+
+    async fn invoke_all(
+        &mut self,
+        assignments: Vec<siren_driver::backend::Assignment>,
+        progress: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Vec<siren_driver::backend::Invocation> {
+        let failing = assignments
+            .first()
+            .is_some_and(|a| a.task.epoch == self.failing_epoch);
+        if !failing || self.failing_rounds == 0 {
+            return self.local.invoke_all(assignments, progress).await;
+        }
+        self.failing_rounds -= 1;
+        if let Ok(snapshot) = self.store.pull().await {
+            let partial = siren_store::Update::new(
+                format!("partial-{}-{}", snapshot.version, self.failing_rounds),
+                0,
+                snapshot.version,
+                vec![100.0; snapshot.params.len()],
+            );
+            let _ = self.store.push(&partial).await;
+        }
+        FailingBackend { retryable: true }
+            .invoke_all(assignments, progress)
+            .await
+    }
+}
+
+/// Runs the synthetic job with `policy` (YAML under `failurePolicy:`) on a backend whose second
+/// epoch fails its first `failing_rounds` rounds.
+fn run_with_failing_rounds(
+    policy: &str,
+    failing_rounds: u32,
+) -> (
+    Result<siren_driver::JobOutcome, siren_driver::driver::DriverError>,
+    siren_crds::TrainingJobStatus,
+) {
+    let job = synthetic_job(&format!("  failurePolicy:\n{policy}"));
+    let costs = cost_model(&job.spec.backend.pricing);
+    let store = Arc::new(MemoryStore::new());
+    let mut driver = static_driver(
+        "failure-policy",
+        &job.spec,
+        store.clone(),
+        Box::new(FailingRounds {
+            local: common::local_backend(store.clone(), costs.clone()),
+            store,
+            failing_epoch: 1,
+            failing_rounds,
+        }),
+        costs,
+    );
+    let outcome = runtime().block_on(driver.run(&mut Silent));
+    (outcome, driver.status().clone())
+}
+
+#[test]
+fn the_failure_policy_sets_attempts_failed_epochs_and_final_failures() {
+    // Today's behaviour by default: three attempts, and an epoch out of them fails the job.
+    let (outcome, status) = run_with_failing_rounds("    attemptsPerTask: 3\n", 3);
+    let error = outcome.err().expect("the job fails");
+    assert!(error.to_string().contains("after 3 attempt(s)"), "{error}");
+    assert_eq!(status.epoch, 1);
+
+    // A fourth attempt gets the epoch through.
+    let (outcome, status) = run_with_failing_rounds("    attemptsPerTask: 4\n", 3);
+    let outcome = outcome.expect("the job succeeds");
+    assert_eq!(outcome.status.epoch, 3);
+    assert_eq!(status.failed_epochs, 0);
+
+    // One failed epoch allowed: epoch 2 is undone and run again, and the job finishes.
+    let (outcome, status) = run_with_failing_rounds("    failedEpochsAllowed: 1\n", 3);
+    let outcome = outcome.expect("the job succeeds after running epoch 2 again");
+    assert_eq!(outcome.status.epoch, 3);
+    assert_eq!(status.failed_epochs, 1);
+    let epochs: Vec<u32> = status.history.iter().map(|r| r.epoch).collect();
+    assert_eq!(epochs, vec![1, 2, 3], "each epoch recorded once");
+    // The failed epoch's pushes (every parameter +100) were undone with it.
+    assert!(
+        outcome.params.iter().all(|p| p.abs() < 50.0),
+        "the failed epoch's updates survived"
+    );
+    // Two failed epochs in a row exhaust an allowance of one.
+    let (outcome, status) = run_with_failing_rounds("    failedEpochsAllowed: 1\n", 6);
+    assert!(outcome.is_err());
+    assert_eq!(status.failed_epochs, 1);
+    assert_eq!(status.phase, JobPhase::Failed);
+
+    // A final failure ends the job at its first occurrence, whatever else is allowed.
+    let (outcome, status) = run_with_failing_rounds(
+        "    failedEpochsAllowed: 5\n    finalFailures: [functionError]\n",
+        1,
+    );
+    let error = outcome.err().expect("the job fails");
+    assert!(error.to_string().contains("after 1 attempt(s)"), "{error}");
+    assert_eq!(status.failed_epochs, 0);
+}
+
+#[test]
+fn every_epoch_updates_the_forecast_of_the_jobs_end() {
+    let job = synthetic_job("");
+    let outcome = run_job(&job).expect("the job runs");
+    let progress = outcome
+        .status
+        .progress
+        .expect("a forecast after the last epoch");
+    assert_eq!(progress.remaining_epochs, 0);
+    assert_eq!(progress.percent, 100.0);
+    assert_eq!(progress.ends_by, "MaxEpochsReached");
+
+    // Stopped after one of three epochs, the job has two to go at its pace.
+    let mut one = job.clone();
+    one.spec.training.max_epochs = 1;
+    let first = run_job(&one).expect("one epoch");
+    let status = first.status;
+    let state = siren_scheduler::JobState {
+        history: &status.history,
+        epochs_done: 1,
+        max_epochs: 3,
+        target_accuracy: None,
+        budget_usd: None,
+        spent_usd: status.cost_usd,
+        curve: None,
+    };
+    let forecast = siren_scheduler::forecast(&state).expect("a forecast");
+    assert_eq!(forecast.remaining_epochs, 2);
+    assert!((forecast.seconds - 2.0 * status.history[0].seconds).abs() < 1e-9);
+}
+
 #[test]
 fn a_resumed_job_continues_after_its_last_checkpoint_and_a_lost_one_fails_clearly() {
     let job = synthetic_job("");

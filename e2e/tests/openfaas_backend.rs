@@ -39,6 +39,7 @@ fn target(job: &TrainingJob, password: &str) -> OpenFaasTarget {
     };
     OpenFaasTarget::new(
         spec,
+        job.spec.backend.pod_template.as_ref(),
         &job.metadata.name.clone().unwrap_or_default(),
         Some(credentials),
     )
@@ -67,7 +68,15 @@ fn run_on_gateway(job: &TrainingJob, password: &str) -> Result<JobOutcome, Drive
 fn a_job_trains_through_the_gateway_with_exactly_the_requests_of_its_api() {
     let redis = RedisServer::start(&[]);
     let gateway = FakeOpenFaas::start(USER, PASSWORD);
-    let job = openfaas_job("faas", &gateway, &redis);
+    let mut job = openfaas_job("faas", &gateway, &redis);
+    job.spec.backend.pod_template = Some(
+        serde_json::from_value(json!({
+            "labels": { "team": "vision" },
+            "nodeSelector": { "pool": "training" },
+            "env": [{ "name": "RUST_BACKTRACE", "value": "1" }],
+        }))
+        .expect("a pod template"),
+    );
     let outcome = run_on_gateway(&job, PASSWORD).expect("the job runs");
     assert_eq!(outcome.status.phase, JobPhase::Succeeded);
     assert_eq!(outcome.status.history.len(), 2);
@@ -128,6 +137,9 @@ fn a_job_trains_through_the_gateway_with_exactly_the_requests_of_its_api() {
         },
     );
     assert_eq!(system[2].body, expected);
+    // The pod template's node selector travels as faas-provider's `constraints`.
+    assert_eq!(system[2].body["constraints"], json!(["pool=training"]));
+    assert_eq!(system[2].body["envVars"]["RUST_BACKTRACE"], "1");
 
     let invocations: Vec<_> = received
         .iter()

@@ -159,7 +159,10 @@ fn a_knative_job_trains_on_the_service_the_operator_applies_and_deletes() {
         Arc::clone(&seen),
     ));
     let mut operator = Operator::start_with(&apiserver, dir.path(), 1, &[]);
-    let backend = format!("{{kind: knative, knative: {{image: \"{IMAGE}\"}}}}");
+    // The pod template goes through the real API server's schema (Kubernetes' own types in it).
+    let backend = format!(
+        "{{kind: knative, knative: {{image: \"{IMAGE}\"}}, podTemplate: {{nodeSelector: {{pool: cpu-training}}, tolerations: [{{key: dedicated, operator: Equal, value: training, effect: NoSchedule}}], labels: {{team: vision}}, env: [{{name: RUST_BACKTRACE, value: \"1\"}}], resources: {{limits: {{ephemeral-storage: 1Gi}}}}}}}}"
+    );
     let applied = apiserver.apply(&job_manifest("kn", 2, &backend, &redis));
     assert!(applied.status.success(), "{applied:?}");
 
@@ -214,6 +217,28 @@ fn a_knative_job_trains_on_the_service_the_operator_applies_and_deletes() {
     assert_eq!(template["spec"]["containerConcurrency"], 1);
     let container = &template["spec"]["containers"][0];
     assert_eq!(container["image"], IMAGE);
+    // The job's pod template, next to what Siren sets.
+    assert_eq!(
+        template["spec"]["nodeSelector"],
+        json!({"pool": "cpu-training"})
+    );
+    assert_eq!(
+        template["spec"]["tolerations"],
+        json!([{"key": "dedicated", "operator": "Equal", "value": "training", "effect": "NoSchedule"}])
+    );
+    assert_eq!(template["metadata"]["labels"]["team"], "vision");
+    assert_eq!(template["metadata"]["labels"]["siren.dev/job"], "kn");
+    assert!(
+        container["env"]
+            .as_array()
+            .is_some_and(|env| env.last() == Some(&json!({"name": "RUST_BACKTRACE", "value": "1"}))),
+        "{container}"
+    );
+    // The finished job's forecast, as the API server stored it.
+    let progress = &done["status"]["progress"];
+    assert_eq!(progress["percent"], 100.0, "{progress}");
+    assert_eq!(progress["remainingEpochs"], 0, "{progress}");
+    assert!(progress["computedAt"].is_string(), "{progress}");
     // The run's key reached the pods through a Secret, which went with the run.
     assert_eq!(
         container["env"][0],
@@ -232,7 +257,7 @@ fn a_knative_job_trains_on_the_service_the_operator_applies_and_deletes() {
     );
     assert_eq!(
         container["resources"]["limits"],
-        json!({"cpu": "1000m", "memory": "1769Mi"})
+        json!({"cpu": "1000m", "memory": "1769Mi", "ephemeral-storage": "1Gi"})
     );
     let owner = &service["metadata"]["ownerReferences"][0];
     assert_eq!(owner["kind"], "TrainingJob");

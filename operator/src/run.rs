@@ -54,9 +54,10 @@ pub struct JobRun {
 }
 
 enum Progress {
-    Status(TrainingJobStatus),
+    Status(Box<TrainingJobStatus>),
     Decision { epoch: u32, action: Action },
     Finished(EpochRecord),
+    EpochFailed(String),
 }
 
 impl JobRun {
@@ -270,11 +271,21 @@ impl DriverObserver for Publisher {
 
     fn epoch_finished(&mut self, record: &EpochRecord, status: &TrainingJobStatus) {
         let _ = self.progress.send(Progress::Finished(record.clone()));
-        let _ = self.progress.send(Progress::Status(status.clone()));
+        let _ = self
+            .progress
+            .send(Progress::Status(Box::new(status.clone())));
     }
 
     fn status_changed(&mut self, status: &TrainingJobStatus) {
-        let _ = self.progress.send(Progress::Status(status.clone()));
+        let _ = self
+            .progress
+            .send(Progress::Status(Box::new(status.clone())));
+    }
+
+    fn epoch_failed(&mut self, _epoch: u32, message: &str) {
+        let _ = self
+            .progress
+            .send(Progress::EpochFailed(message.to_string()));
     }
 }
 
@@ -296,7 +307,7 @@ async fn publish(
         let mut newest = None;
         for item in batch {
             match item {
-                Progress::Status(status) => newest = Some(status),
+                Progress::Status(status) => newest = Some(*status),
                 Progress::Decision { epoch, action } => {
                     metrics
                         .functions
@@ -314,6 +325,11 @@ async fn publish(
                                 action.memory_mb
                             ),
                         )
+                        .await;
+                }
+                Progress::EpochFailed(message) => {
+                    reporter
+                        .event(EventType::Warning, "EpochFailed", "RunEpoch", message)
                         .await;
                 }
                 Progress::Finished(record) => {

@@ -11,6 +11,8 @@ use crate::baselines::planner::PlannerScheduler;
 use crate::baselines::vm::{VmType, best_vm_cluster};
 use crate::drl::{DrlScheduler, Policy};
 use crate::episode::{EpisodeResult, run_episode};
+use crate::forecast::{JobState, forecast};
+use crate::gate::StopReason;
 use crate::grid::ActionGrid;
 use crate::offline_training::HELD_OUT_SEEDS;
 use crate::policy::{Action, Scheduler, StaticScheduler};
@@ -154,6 +156,79 @@ pub struct Acceptance {
     pub oracle_reached_fraction: f64,
 }
 
+/// How well the forecast a job's status carries (`crate::forecast`) predicted the rest of the DRL
+/// agent's runs: after every epoch but the last, the forecast against what followed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForecastAccuracy {
+    pub forecasts: usize,
+    /// Median of |predicted - actual| / actual seconds to the run's end, for forecasts made in
+    /// the first, second and last third of a run.
+    pub median_seconds_error: Vec<f64>,
+    /// The same for the dollars still spent.
+    pub median_cost_error: Vec<f64>,
+    /// Forecasts that named the reason the run ended with, in each third.
+    pub end_predicted_fraction: Vec<f64>,
+}
+
+#[derive(Default)]
+struct ForecastAccumulator {
+    seconds_errors: [Vec<f64>; 3],
+    cost_errors: [Vec<f64>; 3],
+    ends: [(usize, usize); 3],
+}
+
+impl ForecastAccumulator {
+    fn add(&mut self, job: &SimJob, result: &EpisodeResult) {
+        let epochs = &result.epochs;
+        let ended = match result.stop {
+            StopReason::SchedulerStopped => StopReason::BudgetExhausted,
+            reason => reason,
+        };
+        for done in 1..epochs.len() {
+            let history = &epochs[..done];
+            let state = JobState {
+                history,
+                epochs_done: done as u32,
+                max_epochs: job.spec().max_epochs,
+                target_accuracy: Some(job.target_accuracy),
+                budget_usd: Some(job.budget_usd),
+                spent_usd: history.last().map_or(0.0, |r| r.cumulative_cost_usd),
+                curve: Some(&job.believed_job.curve),
+            };
+            let Some(forecast) = forecast(&state) else {
+                continue;
+            };
+            let third = (3 * done / epochs.len()).min(2);
+            let seconds: f64 = epochs[done..].iter().map(|r| r.seconds).sum();
+            let cost: f64 = epochs[done..].iter().map(|r| r.cost_usd).sum();
+            if seconds > 0.0 {
+                self.seconds_errors[third].push((forecast.seconds - seconds).abs() / seconds);
+            }
+            if cost > 0.0 {
+                self.cost_errors[third].push((forecast.cost_usd - cost).abs() / cost);
+            }
+            self.ends[third].1 += 1;
+            if forecast.ends_by == ended {
+                self.ends[third].0 += 1;
+            }
+        }
+    }
+
+    fn finish(self) -> ForecastAccuracy {
+        let median = |values: &[f64]| percentile(values, 0.5);
+        ForecastAccuracy {
+            forecasts: self.ends.iter().map(|(_, n)| n).sum(),
+            median_seconds_error: self.seconds_errors.iter().map(|e| median(e)).collect(),
+            median_cost_error: self.cost_errors.iter().map(|e| median(e)).collect(),
+            end_predicted_fraction: self
+                .ends
+                .iter()
+                .map(|(right, n)| *right as f64 / (*n).max(1) as f64)
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     pub config: EvalConfig,
@@ -163,6 +238,8 @@ pub struct EvalReport {
     pub experience: ExperienceComparison,
     pub dynamic_programming: DpComparison,
     pub acceptance: Acceptance,
+    #[serde(default)]
+    pub forecast: ForecastAccuracy,
 }
 
 /// One scheduler on one job at one budget.
@@ -255,6 +332,7 @@ pub fn evaluate(policy: &Policy, config: &EvalConfig) -> EvalReport {
     let mut trace_changes = false;
     let mut experience = ExperienceAccumulator::default();
     let mut dp_ratios = Vec::new();
+    let mut forecasts = ForecastAccumulator::default();
     for index in 0..config.jobs {
         let seed = HELD_OUT_SEEDS
             .wrapping_add(config.seed.wrapping_mul(1 << 24))
@@ -277,6 +355,7 @@ pub fn evaluate(policy: &Policy, config: &EvalConfig) -> EvalReport {
                 trace_changes = changes;
             }
             outcomes.push((DRL, Outcome::from_episode(&drl_result, budget)));
+            forecasts.add(&job, &drl_result);
             let mut planner = PlannerScheduler::new(
                 job.believed_job.clone(),
                 job.believed_platform.clone(),
@@ -433,6 +512,7 @@ pub fn evaluate(policy: &Policy, config: &EvalConfig) -> EvalReport {
             mean_dynamic_vs_static: mean(&dp_ratios),
         },
         acceptance,
+        forecast: forecasts.finish(),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod episode;
 pub mod eval;
 pub mod features;
 pub mod fit;
+pub mod forecast;
 pub mod gate;
 pub mod grid;
 pub mod mask;
@@ -30,6 +31,7 @@ pub use drl::{DrlScheduler, LearningConfig, Policy, PolicyError, Trajectory, Upd
 pub use episode::{EpisodeResult, EpisodeSpec, run_episode};
 pub use eval::{EvalConfig, EvalReport, evaluate};
 pub use fit::{CurveFit, FitError, ObservedCurve, fit_loss_curve};
+pub use forecast::{Basis, Forecast, JobState, forecast};
 pub use gate::{Gate, Limits, StopReason, open_epoch};
 pub use grid::ActionGrid;
 pub use mask::{PROFILE_MARGIN, affordable, pessimistic_cost};

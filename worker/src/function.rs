@@ -92,9 +92,10 @@ impl Rejection {
 
     /// What the function answers: the failure type every transport and backend shares.
     pub fn to_failure(&self) -> TaskFailure {
-        TaskFailure {
-            error: self.message(),
-            retryable: self.retryable(),
+        match self {
+            Rejection::Busy => TaskFailure::unreachable(self.message()),
+            _ if self.retryable() => TaskFailure::retryable(self.message()),
+            _ => TaskFailure::fatal(self.message()),
         }
     }
 }

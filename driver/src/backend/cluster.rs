@@ -18,6 +18,7 @@ fn knative_target(job: &TrainingJob, limits: PoolLimits) -> Result<KnativeTarget
     })?;
     KnativeTarget::new(
         spec,
+        job.spec.backend.pod_template.as_ref(),
         &job.name_any(),
         &namespace_of(job),
         job.controller_owner_ref(&()),
@@ -38,7 +39,12 @@ async fn openfaas_target(
         }
         None => None,
     };
-    OpenFaasTarget::new(spec, &job.name_any(), credentials)
+    OpenFaasTarget::new(
+        spec,
+        job.spec.backend.pod_template.as_ref(),
+        &job.name_any(),
+        credentials,
+    )
 }
 
 /// The job's Knative or OpenFaaS backend.

@@ -58,7 +58,14 @@ async fn invoke(
         .json(&signed)
         .send()
         .await
-        .map_err(|e| TaskFailure::retryable(format!("invoking {url}: {e}")))?;
+        .map_err(|e| {
+            let error = format!("invoking {url}: {e}");
+            if e.is_timeout() {
+                TaskFailure::timeout(error)
+            } else {
+                TaskFailure::unreachable(error)
+            }
+        })?;
     let status = response.status();
     let bytes = response
         .bytes()
@@ -71,12 +78,14 @@ async fn invoke(
             ))
         });
     }
-    let failure: TaskFailure = serde_json::from_slice(&bytes).unwrap_or_else(|_| TaskFailure {
-        error: String::from_utf8_lossy(&bytes).into_owned(),
-        retryable: status.is_server_error() || status.as_u16() == 429,
+    // Not a function's answer: a gateway's or proxy's error page.
+    let failure: TaskFailure = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        let page = String::from_utf8_lossy(&bytes).into_owned();
+        if status.is_server_error() || status.as_u16() == 429 {
+            TaskFailure::unreachable(page)
+        } else {
+            TaskFailure::fatal(page)
+        }
     });
-    Err(TaskFailure {
-        error: format!("{url} answered {status}: {}", failure.error),
-        retryable: failure.retryable,
-    })
+    Err(failure.in_context(format_args!("{url} answered {status}")))
 }

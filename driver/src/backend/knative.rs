@@ -5,6 +5,7 @@
 //! `containerConcurrency: 1` makes Knative route each request to a pod with nothing else to do.
 //! The run's task key lives in a Secret of the job's (`<service>-task-key`) that the container reads
 //! through `secretKeyRef`; the store's credentials come from the job's own `credentialsSecret`.
+//! The job's `backend.podTemplate` adds to the revision template what Siren leaves open.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -18,12 +19,12 @@ use kube::api::{
 };
 use serde_json::{Value, json};
 use siren_crds::validate::MAX_KNATIVE_SERVICE_NAME;
-use siren_crds::{KnativeSpec, TASK_KEY_ENV, TaskFailure, TaskKey};
+use siren_crds::{FunctionPodTemplate, KnativeSpec, TASK_KEY_ENV, TaskFailure, TaskKey};
 use siren_scheduler::Action;
 use siren_store::{STORE_CA_FILE_ENV, STORE_PASSWORD_ENV, STORE_USERNAME_ENV};
 
 use super::http::run_over_http;
-use super::pods::{function_name, resources};
+use super::pods::{function_name, merge_into, resources, string_entries};
 use super::{
     Assignment, BackendError, FunctionBackend, Invocation, PoolLimits, failed_invocations,
 };
@@ -60,11 +61,14 @@ pub struct KnativeTarget {
     pub store_secret: Option<String>,
     /// Whether that Secret holds `ca.crt`, which is then mounted.
     pub store_ca: bool,
+    /// The job's `backend.podTemplate`.
+    pub pod_template: Option<FunctionPodTemplate>,
 }
 
 impl KnativeTarget {
     pub fn new(
         spec: &KnativeSpec,
+        pod_template: Option<&FunctionPodTemplate>,
         job: &str,
         namespace: &str,
         owner: Option<OwnerReference>,
@@ -82,6 +86,7 @@ impl KnativeTarget {
                 .clamp(1, MAX_REVISION_TIMEOUT_SECONDS),
             store_secret: None,
             store_ca: false,
+            pod_template: pod_template.cloned(),
         })
     }
 
@@ -153,6 +158,59 @@ fn secrets_of(target: &KnativeTarget, container: &mut Value, pod_spec: &mut Valu
     container["env"] = json!(env);
 }
 
+/// Applies the job's pod template to the revision template: labels and annotations next to
+/// Siren's, scheduling and pull secrets in the pod spec, variables after Siren's (Kubernetes lets
+/// `env` win over `envFrom`, so Siren's hold either way) and extra resources next to the
+/// scheduler's CPU and memory.
+///
+/// Knative's webhook refuses `nodeSelector`, `tolerations`, `affinity` and `priorityClassName`
+/// unless its `config-features` ConfigMap enables `kubernetes.podspec-nodeselector`,
+/// `kubernetes.podspec-tolerations`, `kubernetes.podspec-affinity` and
+/// `kubernetes.podspec-priorityclassname` (and `valueFrom.fieldRef` unless it enables
+/// `kubernetes.podspec-fieldref`): the Service's apply then fails with its message.
+fn apply_pod_template(
+    template: &FunctionPodTemplate,
+    metadata: &mut Value,
+    container: &mut Value,
+    pod_spec: &mut Value,
+) {
+    merge_into(&mut metadata["labels"], string_entries(&template.labels));
+    merge_into(
+        &mut metadata["annotations"],
+        string_entries(&template.annotations),
+    );
+    if !template.node_selector.is_empty() {
+        pod_spec["nodeSelector"] = json!(template.node_selector);
+    }
+    if !template.tolerations.is_empty() {
+        pod_spec["tolerations"] = json!(template.tolerations);
+    }
+    if let Some(affinity) = &template.affinity {
+        pod_spec["affinity"] = json!(affinity);
+    }
+    if let Some(class) = &template.priority_class_name {
+        pod_spec["priorityClassName"] = json!(class);
+    }
+    if !template.image_pull_secrets.is_empty() {
+        pod_spec["imagePullSecrets"] = json!(template.image_pull_secrets);
+    }
+    if let Some(env) = container["env"].as_array_mut() {
+        env.extend(template.env.iter().map(|var| json!(var)));
+    }
+    if !template.env_from.is_empty() {
+        container["envFrom"] = json!(template.env_from);
+    }
+    if let Some(extra) = &template.resources {
+        for (part, quantities) in [("requests", &extra.requests), ("limits", &extra.limits)] {
+            let quantities = quantities
+                .iter()
+                .flatten()
+                .map(|(resource, quantity)| (resource.clone(), json!(quantity)));
+            merge_into(&mut container["resources"][part], quantities);
+        }
+    }
+}
+
 /// The Service for a pool of `action.functions` functions of `action.memory_mb` each.
 /// `key_fingerprint` names the run's key on the revision template, so that a new key (a new run)
 /// rolls new pods that read it.
@@ -169,9 +227,31 @@ pub fn service_object(target: &KnativeTarget, action: Action, key_fingerprint: &
         "containerConcurrency": 1,
         "timeoutSeconds": target.timeout_seconds,
     });
+    let mut revision_metadata = json!({
+        "labels": { "siren.dev/job": target.job },
+        "annotations": {
+            "autoscaling.knative.dev/initial-scale": scale,
+            "autoscaling.knative.dev/min-scale": scale,
+            "autoscaling.knative.dev/max-scale": scale,
+            "siren.dev/task-key": key_fingerprint,
+        },
+    });
     secrets_of(target, &mut container, &mut pod_spec);
+    if let Some(template) = &target.pod_template {
+        apply_pod_template(
+            template,
+            &mut revision_metadata,
+            &mut container,
+            &mut pod_spec,
+        );
+    }
     pod_spec["containers"] = json!([container]);
-    if let Some(account) = &target.service_account_name {
+    let template_account = target
+        .pod_template
+        .as_ref()
+        .and_then(|template| template.service_account_name.as_ref());
+    // Validation lets the two name only the same account.
+    if let Some(account) = target.service_account_name.as_ref().or(template_account) {
         pod_spec["serviceAccountName"] = json!(account);
     }
     let mut metadata = json!({
@@ -193,15 +273,7 @@ pub fn service_object(target: &KnativeTarget, action: Action, key_fingerprint: &
         "metadata": metadata,
         "spec": {
             "template": {
-                "metadata": {
-                    "labels": { "siren.dev/job": target.job },
-                    "annotations": {
-                        "autoscaling.knative.dev/initial-scale": scale,
-                        "autoscaling.knative.dev/min-scale": scale,
-                        "autoscaling.knative.dev/max-scale": scale,
-                        "siren.dev/task-key": key_fingerprint,
-                    },
-                },
+                "metadata": revision_metadata,
                 "spec": pod_spec,
             },
         },
@@ -455,7 +527,57 @@ mod tests {
             timeout_seconds: 300,
             store_secret: Some("redis-auth".to_string()),
             store_ca: true,
+            pod_template: None,
         }
+    }
+
+    /// A pod template with every setting, the ServiceAccount among them.
+    fn pod_template() -> FunctionPodTemplate {
+        serde_json::from_value(json!({
+            "labels": { "team": "vision" },
+            "annotations": { "example.com/owner": "vision" },
+            "nodeSelector": { "pool": "cpu-only" },
+            "tolerations": [
+                {
+                    "key": "dedicated",
+                    "operator": "Equal",
+                    "value": "training",
+                    "effect": "NoSchedule",
+                },
+            ],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{
+                            "matchExpressions": [{
+                                "key": "topology.kubernetes.io/zone",
+                                "operator": "In",
+                                "values": ["eu-west-1a", "eu-west-1b"],
+                            }],
+                        }],
+                    },
+                },
+            },
+            "priorityClassName": "batch-low",
+            "env": [
+                { "name": "RUST_BACKTRACE", "value": "1" },
+                {
+                    "name": "HTTPS_PROXY",
+                    "valueFrom": { "secretKeyRef": { "name": "proxy", "key": "url" } },
+                },
+            ],
+            "envFrom": [
+                { "configMapRef": { "name": "worker-settings" } },
+                { "prefix": "WORKER_", "secretRef": { "name": "worker-secrets" } },
+            ],
+            "imagePullSecrets": [{ "name": "registry-credentials" }],
+            "serviceAccountName": "trainer",
+            "resources": {
+                "requests": { "ephemeral-storage": "1Gi" },
+                "limits": { "ephemeral-storage": "2Gi", "example.com/fpga": 1 },
+            },
+        }))
+        .expect("a pod template")
     }
 
     /// Every field follows serving.knative.dev/v1 (knative.dev/docs/serving/reference/serving-api):
@@ -482,6 +604,51 @@ mod tests {
         );
     }
 
+    /// The template's scheduling fields follow the Knative Service's pod spec (with Knative's
+    /// `kubernetes.podspec-*` feature flags); Siren's own labels, annotations, variables, CPU and
+    /// memory are all still there.
+    #[test]
+    fn a_pod_template_matches_its_golden_object() {
+        let mut target = target();
+        target.service_account_name = None;
+        target.pod_template = Some(pod_template());
+        let object = service_object(
+            &target,
+            Action {
+                functions: 8,
+                memory_mb: 1769,
+            },
+            "0123456789ab",
+        );
+        let golden: Value = serde_json::from_str(include_str!(
+            "../../tests/golden/knative-service-pod-template.json"
+        ))
+        .expect("golden JSON");
+        assert_eq!(
+            object,
+            golden,
+            "{}",
+            serde_json::to_string_pretty(&object).unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn the_knative_service_account_names_the_pods_when_the_template_does_not() {
+        let mut target = target();
+        let mut template = pod_template();
+        template.service_account_name = None;
+        target.pod_template = Some(template);
+        let action = Action {
+            functions: 1,
+            memory_mb: 512,
+        };
+        let object = service_object(&target, action, "0123456789ab");
+        assert_eq!(
+            object["spec"]["template"]["spec"]["serviceAccountName"],
+            "trainer"
+        );
+    }
+
     #[test]
     fn cpu_follows_memory_as_on_lambda() {
         assert_eq!(resources(1769)["limits"]["cpu"], "1000m");
@@ -500,11 +667,12 @@ mod tests {
             service_name: None,
             service_account_name: None,
         };
-        let target = KnativeTarget::new(&spec, "job", "default", None, limits).expect("target");
+        let target =
+            KnativeTarget::new(&spec, None, "job", "default", None, limits).expect("target");
         assert_eq!(target.timeout_seconds, MAX_REVISION_TIMEOUT_SECONDS);
         assert_eq!(target.name, "siren-job");
         let long = "j".repeat(60);
-        let error = KnativeTarget::new(&spec, &long, "default", None, limits)
+        let error = KnativeTarget::new(&spec, None, &long, "default", None, limits)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

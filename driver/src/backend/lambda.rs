@@ -404,7 +404,7 @@ async fn invoke(
         match answered {
             Err(_) => {
                 return (
-                    Err(TaskFailure::retryable(format!(
+                    Err(TaskFailure::timeout(format!(
                         "Lambda function {function} did not answer within {timeout:?}"
                     ))),
                     measured,
@@ -416,7 +416,7 @@ async fn invoke(
                 let pause = backoff.mul_f64(0.5 + rand::random::<f64>());
                 if Instant::now() + pause > deadline {
                     return (
-                        Err(TaskFailure::retryable(format!(
+                        Err(TaskFailure::unreachable(format!(
                             "Lambda function {function} was throttled for {timeout:?}: {}",
                             DisplayErrorContext(&error)
                         ))),
@@ -487,7 +487,7 @@ fn invoke_error(
         (TaskFailure::fatal(message), false)
     } else {
         // The network or the service failed; the function may have run, so it is billed.
-        (TaskFailure::retryable(message), true)
+        (TaskFailure::unreachable(message), true)
     }
 }
 

@@ -158,9 +158,12 @@ fn invoke_function(
         run_on_function(&mut function, task, driver_store, progress)
     }));
     match outcome {
-        Ok(result) => result.map_err(|error| TaskFailure {
-            error: error.to_string(),
-            retryable: error.is_retryable(),
+        Ok(result) => result.map_err(|error| {
+            if error.is_retryable() {
+                TaskFailure::retryable(error.to_string())
+            } else {
+                TaskFailure::fatal(error.to_string())
+            }
         }),
         Err(panic) => {
             function.state = FunctionState::new();
@@ -229,7 +232,7 @@ impl FunctionBackend for LocalBackend {
                             "the function's thread failed: {error}"
                         ))),
                         // The thread cannot be stopped; the function stays busy until it ends.
-                        Err(_) => Err(TaskFailure::retryable(format!(
+                        Err(_) => Err(TaskFailure::timeout(format!(
                             "the function gave no answer within {timeout:?}"
                         ))),
                     };

@@ -7,6 +7,9 @@
 //! (`<function>-task-key`, `<function>-store-username`, ..., through `/system/secrets`), mounted into
 //! it under `/var/openfaas/secrets/`. A Secret a job names is never mounted by name: faas-netes
 //! would take it from the functions' namespace, where a job's author does not choose what it is.
+//! Of the job's `backend.podTemplate` the gateway's API takes labels, annotations, plain variables,
+//! the node selector (as `constraints`) and the ServiceAccount (as an annotation); validation
+//! refuses the rest.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -16,13 +19,13 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde_json::{Value, json};
-use siren_crds::validate::MAX_FUNCTION_NAME;
-use siren_crds::{OpenFaasSpec, TASK_KEY_ENV, TaskFailure};
+use siren_crds::validate::{MAX_FUNCTION_NAME, OPENFAAS_SERVICE_ACCOUNT_ANNOTATION};
+use siren_crds::{FunctionPodTemplate, OpenFaasSpec, TASK_KEY_ENV, TaskFailure};
 use siren_scheduler::Action;
 use siren_store::{STORE_CA_FILE_ENV, STORE_PASSWORD_ENV, STORE_USERNAME_ENV, StoreCredentials};
 
 use super::http::run_over_http;
-use super::pods::{function_name, resources};
+use super::pods::{function_name, merge_into, resources, string_entries};
 use super::{
     Assignment, BackendError, FunctionBackend, FunctionSecrets, Invocation, PoolLimits,
     failed_invocations,
@@ -96,6 +99,8 @@ pub struct OpenFaasTarget {
     pub image: String,
     pub max_replicas: u32,
     pub credentials: Option<BasicAuth>,
+    /// The job's `backend.podTemplate`.
+    pub pod_template: Option<FunctionPodTemplate>,
 }
 
 /// What a deployment mounts: the run's key (named by its fingerprint, so that a new key rolls the
@@ -128,6 +133,7 @@ impl Mounts<'_> {
 impl OpenFaasTarget {
     pub fn new(
         spec: &OpenFaasSpec,
+        pod_template: Option<&FunctionPodTemplate>,
         job: &str,
         credentials: Option<BasicAuth>,
     ) -> Result<Self, BackendError> {
@@ -139,6 +145,7 @@ impl OpenFaasTarget {
             image: spec.image.clone(),
             max_replicas: spec.max_replicas,
             credentials,
+            pod_template: pod_template.cloned(),
         })
     }
 
@@ -155,6 +162,34 @@ impl OpenFaasTarget {
             None => format!("{}/function/{}", self.gateway, self.name),
         }
     }
+}
+
+/// Adds what the gateway's API takes of the job's pod template to the deployment `body`: labels,
+/// annotations and plain variables next to Siren's (which win), the node selector as
+/// `constraints` (`key=value`, which faas-netes turns back into the pods' node selector) and the
+/// ServiceAccount as the annotation faas-netes reads it from. Validation refuses the rest.
+fn apply_pod_template(template: &FunctionPodTemplate, body: &mut Value) {
+    merge_into(&mut body["labels"], string_entries(&template.labels));
+    merge_into(
+        &mut body["annotations"],
+        string_entries(&template.annotations),
+    );
+    if let Some(account) = &template.service_account_name {
+        body["annotations"][OPENFAAS_SERVICE_ACCOUNT_ANNOTATION] = json!(account);
+    }
+    if !template.node_selector.is_empty() {
+        let constraints: Vec<String> = template
+            .node_selector
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        body["constraints"] = json!(constraints);
+    }
+    let variables = template.env.iter().map(|var| {
+        let value = var.value.clone().unwrap_or_default();
+        (var.name.clone(), json!(value))
+    });
+    merge_into(&mut body["envVars"], variables);
 }
 
 /// The `FunctionDeployment` the gateway's `/system/functions` takes, for functions of
@@ -200,6 +235,9 @@ pub fn deployment(target: &OpenFaasTarget, action: Action, mounts: Mounts<'_>) -
     });
     if let Some(namespace) = &target.namespace {
         body["namespace"] = json!(namespace);
+    }
+    if let Some(template) = &target.pod_template {
+        apply_pod_template(template, &mut body);
     }
     body
 }
@@ -606,6 +644,7 @@ mod tests {
             image: "registry.example.com/siren-worker:0.1.0".to_string(),
             max_replicas: 5,
             credentials: None,
+            pod_template: None,
         }
     }
 
@@ -636,6 +675,35 @@ mod tests {
         assert_eq!(
             target.invocation_url(),
             "http://gateway.openfaas:8080/function/siren-mnist.ml-fn"
+        );
+    }
+
+    /// faas-provider's `FunctionDeployment` has `constraints` (node selector terms `key=value`)
+    /// next to the labels, annotations and `envVars` a pod template adds to; faas-netes reads the
+    /// ServiceAccount from the annotation `com.openfaas.serviceaccount`.
+    #[test]
+    fn a_pod_template_deploys_as_the_golden_request() {
+        let golden: Value =
+            serde_json::from_str(include_str!("../../tests/golden/openfaas-requests.json"))
+                .expect("golden JSON");
+        let mut target = target(Some("ml-fn"));
+        target.pod_template = Some(
+            serde_json::from_value(json!({
+                "labels": { "team": "vision" },
+                "annotations": { "com.openfaas.profile": "training-pool" },
+                "nodeSelector": { "pool": "cpu-only", "kubernetes.io/arch": "amd64" },
+                "env": [{ "name": "RUST_BACKTRACE", "value": "1" }, { "name": "EMPTY" }],
+                "serviceAccountName": "trainer",
+            }))
+            .expect("a pod template"),
+        );
+        let action = Action {
+            functions: 4,
+            memory_mb: 3008,
+        };
+        assert_eq!(
+            deployment(&target, action, mounts()),
+            golden["deployWithPodTemplate"]
         );
     }
 

@@ -1,5 +1,8 @@
 //! What the pods of Knative Services and OpenFaaS functions share: how a job's functions are
-//! named, and the Kubernetes resources a memory size stands for.
+//! named, the Kubernetes resources a memory size stands for, and how a job's pod template joins
+//! what Siren sets.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use siren_crds::validate::is_function_name;
@@ -27,4 +30,22 @@ pub fn resources(memory_mb: u32) -> Value {
         ((f64::from(memory_mb) * 1000.0 / siren_scheduler::MB_PER_VCPU).round() as u64).max(1);
     let quantities = json!({ "cpu": format!("{millicores}m"), "memory": format!("{memory_mb}Mi") });
     json!({ "requests": quantities.clone(), "limits": quantities })
+}
+
+/// Adds `extra`'s entries to the JSON object `into`, keeping those it has: Siren's own labels,
+/// annotations, variables and quantities win over a pod template's (validation refuses clashes
+/// anyway).
+pub fn merge_into(into: &mut Value, extra: impl IntoIterator<Item = (String, Value)>) {
+    if let Some(into) = into.as_object_mut() {
+        for (key, value) in extra {
+            into.entry(key).or_insert(value);
+        }
+    }
+}
+
+/// A template's labels or annotations, as entries for [`merge_into`].
+pub fn string_entries(
+    map: &BTreeMap<String, String>,
+) -> impl Iterator<Item = (String, Value)> + '_ {
+    map.iter().map(|(key, value)| (key.clone(), json!(value)))
 }

@@ -53,7 +53,7 @@ pub async fn run_on_slots(
     invoke: impl Fn(usize, Task) -> Attempt,
 ) -> Vec<Invocation> {
     if slots == 0 {
-        let failure = TaskFailure::retryable("the pool has no functions");
+        let failure = TaskFailure::unreachable("the pool has no functions");
         return failed_invocations(assignments, &failure);
     }
     // One slot runs one task at a time: assignments of a busy slot wait for it.

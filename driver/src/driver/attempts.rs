@@ -1,22 +1,20 @@
-//! Running an epoch's tasks to one result each: a retryable failure goes to the next function
-//! slot, at most [`MAX_TASK_ATTEMPTS`] times, and a retry that could overrun the budget is not
-//! started.
+//! Running an epoch's tasks to one result each: a failure the job's failure policy does not make
+//! final goes to the next function slot, up to the policy's attempts per task, and a retry that
+//! could overrun the budget is not started.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use siren_crds::{Task, TaskFailure, TaskResult};
+use siren_crds::{FailurePolicySpec, Task, TaskFailure, TaskResult};
 
 use super::DriverError;
 use super::billing::Bill;
 use crate::backend::{Assignment, FunctionBackend, Invocation};
 
-/// Attempts per task before its epoch (and the job) fails.
-pub const MAX_TASK_ATTEMPTS: u32 = 3;
-
-/// The money a run may still spend, as the epoch's retries see it.
-pub(super) struct Budget {
+/// What bounds an epoch's retries: the job's failure policy and the money it may still spend.
+pub(super) struct Retries<'a> {
+    pub policy: &'a FailurePolicySpec,
     pub max_cost_usd: Option<f64>,
     /// Spent before this epoch.
     pub spent_usd: f64,
@@ -30,7 +28,7 @@ pub(super) async fn run_tasks(
     tasks: Vec<Task>,
     slots: usize,
     progress: Arc<AtomicU64>,
-    budget: Budget,
+    retries: Retries<'_>,
     bill: &mut Bill<'_>,
 ) -> Result<Vec<TaskResult>, DriverError> {
     let mut pending: Vec<(Assignment, u32)> = tasks
@@ -53,11 +51,14 @@ pub(super) async fn run_tasks(
         for (assignment, attempt) in pending {
             let result = match by_task.remove(&assignment.task.task_id) {
                 Some(invocation) => invocation.result,
-                None => Err(TaskFailure::retryable("the backend lost the invocation")),
+                None => Err(TaskFailure::unreachable("the backend lost the invocation")),
             };
             match result {
                 Ok(result) => results.push(result),
-                Err(failure) if failure.retryable && attempt < MAX_TASK_ATTEMPTS => {
+                Err(failure)
+                    if !retries.policy.is_final(&failure)
+                        && attempt < retries.policy.attempts_per_task =>
+                {
                     tracing::warn!(task = %assignment.task.task_id, attempt, %failure, "retrying task on another function");
                     let mut task = assignment.task;
                     task.attempt = attempt + 1;
@@ -74,9 +75,9 @@ pub(super) async fn run_tasks(
                 }
             }
         }
-        if let (Some(max_cost_usd), Some((first, _))) = (budget.max_cost_usd, retry.first()) {
+        if let (Some(max_cost_usd), Some((first, _))) = (retries.max_cost_usd, retry.first()) {
             let retry_usd = bill.worst_case_usd(retry.len());
-            let spent_usd = budget.spent_usd + bill.usd();
+            let spent_usd = retries.spent_usd + bill.usd();
             if spent_usd + retry_usd > max_cost_usd {
                 return Err(DriverError::RetryOverBudget {
                     epoch: epoch + 1,

@@ -3,12 +3,14 @@
 //! Each epoch: observe -> epoch gate (decide, clamp, budget) -> scale -> one task per function
 //! (`plan`) -> run them, retrying elsewhere (`attempts`), billing every invocation (`billing`) ->
 //! evaluate, record, checkpoint (`record`) -> stop or go on. Before the first epoch the store is
-//! made ready (`prepare`); after the last, the run ends (`finish`).
+//! made ready (`prepare`); after the last, the run ends (`finish`). An epoch that cannot finish is
+//! undone and run again while the failure policy allows (`failed_epoch`).
 
 mod attempts;
 mod billing;
 mod control;
 mod error;
+mod failed_epoch;
 mod finish;
 mod observer;
 mod plan;
@@ -30,8 +32,7 @@ use siren_worker::model::{Architecture, Evaluator};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-pub use attempts::MAX_TASK_ATTEMPTS;
-use attempts::{Budget, run_tasks};
+use attempts::{Retries, run_tasks};
 use billing::Bill;
 pub use control::RunControl;
 pub use error::DriverError;
@@ -186,10 +187,16 @@ impl JobDriver {
             // epoch is decided and run names it, on whatever thread it is logged.
             let span = tracing::info_span!("epoch", epoch = epoch + 1);
             let ended = self.run_epoch(epoch, &mut run, observer);
-            if let Some(reason) = ended.instrument(span).await? {
-                break reason;
+            match ended.instrument(span.clone()).await {
+                Ok(Some(reason)) => break reason,
+                Ok(None) => epoch += 1,
+                Err(error) if self.may_run_again(&error) => {
+                    self.undo_failed_epoch(epoch, &error, observer)
+                        .instrument(span)
+                        .await?;
+                }
+                Err(error) => return Err(error),
             }
-            epoch += 1;
         };
         self.finish(stop_reason, &run).await
     }
@@ -216,7 +223,8 @@ impl JobDriver {
         let tasks = self.plan_tasks(epoch, action, run.shard_count, run.stored_data.as_ref());
         let cost_model = Arc::clone(&self.cost_model);
         let mut bill = Bill::new(cost_model.as_ref(), action.memory_mb);
-        let budget = Budget {
+        let retries = Retries {
+            policy: &self.spec.failure_policy,
             max_cost_usd: self.spec.budget.max_cost_usd,
             spent_usd: self.status.cost_usd,
         };
@@ -227,7 +235,7 @@ impl JobDriver {
             tasks,
             slots,
             progress,
-            budget,
+            retries,
             &mut bill,
         );
         let ran = ran.await;

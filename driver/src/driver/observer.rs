@@ -21,6 +21,8 @@ pub trait DriverObserver: Send {
     /// measures functions from.
     fn tasks_finished(&mut self, _epoch: u32, _results: &[TaskResult]) {}
     fn epoch_finished(&mut self, _record: &EpochRecord, _status: &TrainingJobStatus) {}
+    /// The 0-based `epoch` failed and is undone, to run again.
+    fn epoch_failed(&mut self, _epoch: u32, _message: &str) {}
     /// The job entered a phase or started an epoch; what the operator reports to the API server.
     fn status_changed(&mut self, _status: &TrainingJobStatus) {}
 }

@@ -4,9 +4,11 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use siren_crds::{EpochRecord, TaskResult};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use siren_crds::{EpochRecord, JobProgress, TaskResult};
 use siren_data::DataSplits;
-use siren_scheduler::{Action, Observation};
+use siren_scheduler::{Action, JobState, Observation, forecast};
 use siren_store::CHECKPOINTS_KEPT;
 use siren_worker::model::{Evaluation, Evaluator};
 
@@ -52,10 +54,36 @@ impl JobDriver {
         self.status.cost_usd = record.cumulative_cost_usd;
         self.status.elapsed_seconds = run.elapsed();
         self.status.push_history(record.clone());
+        self.status.progress = self.forecast_progress();
         let after = self.observe(epoch + 1, run.previous_loss, run.elapsed());
         self.scheduler.record(observation, work.action, &after);
         observer.epoch_finished(&record, &self.status);
         Ok(record)
+    }
+}
+
+impl JobDriver {
+    /// Where the job is headed after the epochs in its status.
+    fn forecast_progress(&self) -> Option<JobProgress> {
+        let state = JobState {
+            history: &self.status.history,
+            epochs_done: self.status.epoch,
+            max_epochs: self.spec.training.max_epochs,
+            target_accuracy: self.spec.training.target_accuracy,
+            budget_usd: self.spec.budget.max_cost_usd,
+            spent_usd: self.status.cost_usd,
+            curve: self.profiles.as_ref().map(|(job, _)| &job.curve),
+        };
+        let forecast = forecast(&state)?;
+        Some(JobProgress {
+            percent: (forecast.percent * 10.0).round() / 10.0,
+            ends_by: forecast.ends_by.condition_reason().to_string(),
+            remaining_epochs: forecast.remaining_epochs,
+            eta_seconds: forecast.seconds.round(),
+            eta_cost_usd: forecast.cost_usd,
+            basis: forecast.basis.as_str().to_string(),
+            computed_at: Time(Timestamp::now()),
+        })
     }
 }
 
