@@ -88,7 +88,7 @@ fn job_eta(progress: &JobProgress) -> String {
     format!(
         "job {:.0}%: ~{} and ${:.4} more to {end}",
         progress.percent,
-        HumanDuration(Duration::from_secs_f64(progress.eta_seconds.max(0.0))),
+        HumanDuration(Duration::try_from_secs_f64(progress.eta_seconds).unwrap_or_default()),
         progress.eta_cost_usd
     )
 }

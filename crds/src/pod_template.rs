@@ -55,10 +55,9 @@ pub struct FunctionPodTemplate {
     /// with those of the function's ServiceAccount.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<LocalObjectReference>,
-    /// ServiceAccount of the function pods. On Knative the same as
-    /// `backend.knative.serviceAccountName` (set either, or both to the same name); on OpenFaaS it
-    /// becomes the annotation `com.openfaas.serviceaccount`, naming a ServiceAccount of the
-    /// function's namespace.
+    /// ServiceAccount of the function pods, in the job's namespace: the same as
+    /// `backend.knative.serviceAccountName` (set either, or both to the same name). Knative only:
+    /// OpenFaaS functions run in a namespace other jobs share, as its `default` ServiceAccount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     /// Extra resources of the worker container, such as `ephemeral-storage` or an extended
@@ -67,4 +66,21 @@ pub struct FunctionPodTemplate {
     /// Knative only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+}
+
+impl FunctionPodTemplate {
+    /// Puts where the pods may run (node selector, tolerations, affinity) into a pod spec: the
+    /// functions' own pods, and the pods a Kueue Workload stands for, which Kueue picks resource
+    /// flavors by.
+    pub fn place(&self, pod_spec: &mut serde_json::Value) {
+        if !self.node_selector.is_empty() {
+            pod_spec["nodeSelector"] = serde_json::json!(self.node_selector);
+        }
+        if !self.tolerations.is_empty() {
+            pod_spec["tolerations"] = serde_json::json!(self.tolerations);
+        }
+        if let Some(affinity) = &self.affinity {
+            pod_spec["affinity"] = serde_json::json!(affinity);
+        }
+    }
 }

@@ -79,6 +79,25 @@ pub struct TrainingJobSpec {
     /// with it the job's store keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<u64>,
+    /// The controller that runs the job, as a Kubernetes Job's `spec.managedBy`: unset or
+    /// `siren.dev/operator`, the Siren operator; anything else (such as MultiKueue's
+    /// `kueue.x-k8s.io/multikueue`), another controller, and the Siren operator leaves the job
+    /// alone. A job the operator has taken on stays its own whatever this becomes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub managed_by: Option<String>,
+}
+
+/// `spec.managedBy` of the jobs the Siren operator runs (also when it is unset).
+pub const MANAGED_BY_SIREN: &str = "siren.dev/operator";
+
+impl TrainingJobSpec {
+    /// Whether the Siren operator runs the job (rather than the controller `managedBy` names).
+    pub fn is_managed_by_siren(&self) -> bool {
+        self.managed_by
+            .as_deref()
+            .is_none_or(|manager| manager == MANAGED_BY_SIREN)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]

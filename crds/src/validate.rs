@@ -91,6 +91,20 @@ pub fn is_function_name(name: &str, max: usize) -> bool {
 pub const MAX_MLP_LAYERS: usize = 16;
 pub const MAX_LAYER_WIDTH: u32 = 65_536;
 
+/// A domain-prefixed path, as Kubernetes requires of a Job's `spec.managedBy`.
+fn is_controller_name(name: &str) -> bool {
+    let Some((domain, path)) = name.split_once('/') else {
+        return false;
+    };
+    name.len() <= 63
+        && domain.contains('.')
+        && crate::is_dns_name(domain)
+        && !path.is_empty()
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+}
+
 fn validate_failure_policy(policy: &crate::spec::FailurePolicySpec, errors: &mut ValidationErrors) {
     errors.range_u32(
         "spec.failurePolicy.attemptsPerTask",
@@ -145,6 +159,14 @@ impl TrainingJobSpec {
         self.validate_scheduler(&mut errors);
         self.validate_backend(&mut errors);
         validate_failure_policy(&self.failure_policy, &mut errors);
+        if let Some(manager) = &self.managed_by
+            && !is_controller_name(manager)
+        {
+            errors.add(
+                "spec.managedBy",
+                format!("`{manager}` is not a controller name: a domain-prefixed path such as `siren.dev/operator`, at most 63 characters"),
+            );
+        }
         validate_pricing(&self.backend.pricing, &mut errors);
         validate_store(&self.store, &mut errors);
         if errors.0.is_empty() {
@@ -543,15 +565,12 @@ fn validate_pricing(pricing: &PricingSpec, errors: &mut ValidationErrors) {
 const POD_TEMPLATE: &str = "spec.backend.podTemplate";
 /// Labels Siren sets on its functions' objects; a pod carrying them would pass for another's.
 const RESERVED_LABELS: [&str; 2] = ["app.kubernetes.io/managed-by", "app.kubernetes.io/name"];
-/// Key prefixes of Siren's own labels and annotations and of those the platforms scale and check
-/// the functions by, which Siren sets from the scheduler's choice.
-const RESERVED_KEY_PREFIXES: [&str; 5] = [
-    "siren.dev/",
-    "serving.knative.dev/",
-    "autoscaling.knative.dev/",
-    "com.openfaas.scale.",
-    "com.openfaas.health.",
-];
+/// Domains of Siren's own labels and annotations and of Knative's, by which Knative scales,
+/// routes and sizes the functions (its queue-proxy sidecar's resources among them): keys under
+/// them or their subdomains are Siren's to set.
+const RESERVED_KEY_DOMAINS: [&str; 2] = ["siren.dev", "knative.dev"];
+/// OpenFaaS's keys of the same kind, which have no domain.
+const RESERVED_KEY_PREFIXES: [&str; 2] = ["com.openfaas.scale.", "com.openfaas.health."];
 /// The annotation faas-netes reads a function's ServiceAccount from, which Siren writes from
 /// `serviceAccountName`.
 pub const OPENFAAS_SERVICE_ACCOUNT_ANNOTATION: &str = "com.openfaas.serviceaccount";
@@ -627,15 +646,27 @@ fn is_quantity(quantity: &str) -> bool {
 fn check_metadata_key(errors: &mut ValidationErrors, field: &str, key: &str) {
     if !is_qualified_name(key) {
         errors.add(field, QUALIFIED_NAME);
-    } else if let Some(prefix) = RESERVED_KEY_PREFIXES
-        .iter()
-        .find(|prefix| key.starts_with(**prefix))
-    {
+    } else if let Some(reserved) = reserved_part(key) {
         errors.add(
             field,
-            format!("keys under `{prefix}` are reserved: Siren and the platform set them"),
+            format!("keys under `{reserved}` are reserved: Siren and the platform set them"),
         );
     }
+}
+
+/// The reserved domain or prefix `key` falls under, if any.
+fn reserved_part(key: &str) -> Option<String> {
+    if let Some((domain, _)) = key.split_once('/')
+        && let Some(reserved) = RESERVED_KEY_DOMAINS
+            .iter()
+            .find(|d| domain == **d || domain.ends_with(&format!(".{d}")))
+    {
+        return Some(format!("{reserved}/"));
+    }
+    RESERVED_KEY_PREFIXES
+        .iter()
+        .find(|prefix| key.starts_with(**prefix))
+        .map(|prefix| prefix.to_string())
 }
 
 fn backend_name(kind: BackendKind) -> &'static str {
@@ -678,7 +709,7 @@ fn validate_pod_template(backend: &crate::spec::BackendSpec, errors: &mut Valida
         if key.as_str() == OPENFAAS_SERVICE_ACCOUNT_ANNOTATION {
             errors.add(
                 &at,
-                "set podTemplate.serviceAccountName instead, which Siren turns into this annotation",
+                "is reserved: OpenFaaS functions run as their namespace's `default` ServiceAccount, which a job may not change",
             );
         }
     }
@@ -727,7 +758,7 @@ fn validate_pod_template(backend: &crate::spec::BackendSpec, errors: &mut Valida
     }
     for (index, var) in template.env.iter().enumerate() {
         let at = format!("{POD_TEMPLATE}.env[{index}]");
-        if var.name.starts_with("SIREN_") || var.name == "PORT" {
+        if var.name.starts_with("SIREN_") || var.name == "PORT" || var.name == "HOST" {
             errors.add(
                 &format!("{at}.name"),
                 format!(
@@ -894,7 +925,12 @@ fn refuse_on_openfaas(
         (
             "imagePullSecrets",
             !template.image_pull_secrets.is_empty(),
-            "faas-netes pulls with the image pull secrets of the function's ServiceAccount: add them to the `default` ServiceAccount of the function's namespace (or to the one serviceAccountName names)",
+            "faas-netes pulls with the image pull secrets of the function's ServiceAccount: add them to the `default` ServiceAccount of the function's namespace",
+        ),
+        (
+            "serviceAccountName",
+            template.service_account_name.is_some(),
+            "OpenFaaS functions run in the gateway's functions namespace, which other jobs and functions share, and a job may not pick an identity there; the functions run as that namespace's `default` ServiceAccount",
         ),
         (
             "envFrom",
@@ -1026,7 +1062,7 @@ mod pod_template_tests {
     }
 
     #[test]
-    fn openfaas_takes_metadata_node_selector_plain_env_and_service_account() {
+    fn openfaas_takes_metadata_node_selector_and_plain_env() {
         let spec = job(
             "openfaas",
             json!({
@@ -1034,7 +1070,6 @@ mod pod_template_tests {
                 "annotations": { "com.openfaas.profile": "training-pool" },
                 "nodeSelector": { "pool": "training" },
                 "env": [{ "name": "RUST_BACKTRACE", "value": "1" }],
-                "serviceAccountName": "trainer",
             }),
         );
         assert_eq!(errors(&spec), Vec::<(String, String)>::new());
@@ -1051,6 +1086,8 @@ mod pod_template_tests {
         assert!(message.contains("ServiceAccount"), "{message}");
         let message = refusal(&spec, "spec.backend.podTemplate.env[1].valueFrom");
         assert!(message.contains("OpenFaaS secrets"), "{message}");
+        let message = refusal(&spec, "spec.backend.podTemplate.serviceAccountName");
+        assert!(message.contains("default"), "{message}");
         for field in ["priorityClassName", "envFrom", "resources"] {
             let message = refusal(&spec, &format!("spec.backend.podTemplate.{field}"));
             assert!(
@@ -1059,7 +1096,7 @@ mod pod_template_tests {
             );
         }
         let fields: Vec<String> = errors(&spec).into_iter().map(|(f, _)| f).collect();
-        assert_eq!(fields.len(), 7, "{fields:?}");
+        assert_eq!(fields.len(), 8, "{fields:?}");
     }
 
     #[test]
@@ -1080,10 +1117,12 @@ mod pod_template_tests {
                     "app.kubernetes.io/name": "worker",
                     "serving.knative.dev/service": "other",
                     "com.openfaas.scale.min": "9",
+                    "team.siren.dev/x": "y",
                 },
                 "annotations": {
                     "siren.dev/task-key": "0123",
                     "autoscaling.knative.dev/min-scale": "9",
+                    "queue.sidecar.serving.knative.dev/cpu-resource-request": "4",
                     "com.openfaas.serviceaccount": "trainer",
                 },
             }),
@@ -1094,11 +1133,16 @@ mod pod_template_tests {
             "app.kubernetes.io/name",
             "serving.knative.dev/service",
             "com.openfaas.scale.min",
+            "team.siren.dev/x",
         ] {
             let message = refusal(&spec, &format!("spec.backend.podTemplate.labels[{key:?}]"));
             assert!(message.contains("reserved"), "{key}: {message}");
         }
-        for key in ["siren.dev/task-key", "autoscaling.knative.dev/min-scale"] {
+        for key in [
+            "siren.dev/task-key",
+            "autoscaling.knative.dev/min-scale",
+            "queue.sidecar.serving.knative.dev/cpu-resource-request",
+        ] {
             let field = format!("spec.backend.podTemplate.annotations[{key:?}]");
             assert!(refusal(&spec, &field).contains("reserved"));
         }
@@ -1106,7 +1150,7 @@ mod pod_template_tests {
             &spec,
             "spec.backend.podTemplate.annotations[\"com.openfaas.serviceaccount\"]",
         );
-        assert!(message.contains("serviceAccountName"), "{message}");
+        assert!(message.contains("ServiceAccount"), "{message}");
     }
 
     #[test]

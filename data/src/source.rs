@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use siren_crds::{BuiltinDataset, DatasetSpec};
 
@@ -186,25 +186,31 @@ pub fn load_splits(spec: &DatasetSpec, seed: u64) -> Result<DataSplits, DataErro
 
 type CacheKey = (String, u64);
 
-/// Datasets already loaded by this process. Warm functions (and in-process functions sharing a
-/// driver's process) reuse them instead of parsing files again.
-static CACHE: Mutex<Option<HashMap<CacheKey, Arc<DataSplits>>>> = Mutex::new(None);
+/// Datasets this process has loaded, held weakly: a dataset lives exactly as long as some run (or
+/// warm function) holds it, and every run that asks for it meanwhile shares that one copy. An
+/// operator that runs jobs for days keeps only the datasets of the jobs it runs now.
+///
+/// The lock is held while a dataset loads, so that jobs asking for the same dataset at once load
+/// it once. Loads of different datasets wait for each other too, which only costs when jobs over
+/// different large datasets start at the same moment.
+static CACHE: Mutex<Option<HashMap<CacheKey, Weak<DataSplits>>>> = Mutex::new(None);
 
-/// Loads the splits once per process; the boolean says whether they were already cached.
+/// Loads the splits, or shares the copy some holder of the same dataset (and seed) keeps alive;
+/// the boolean says whether they were shared rather than loaded.
 pub fn cached_splits(spec: &DatasetSpec, seed: u64) -> Result<(Arc<DataSplits>, bool), DataError> {
     let key = (
         serde_json::to_string(spec).map_err(|e| DataError::Invalid(e.to_string()))?,
         seed,
     );
-    let mut guard = CACHE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
     let cache = guard.get_or_insert_with(HashMap::new);
-    if let Some(splits) = cache.get(&key) {
-        return Ok((Arc::clone(splits), true));
+    if let Some(splits) = cache.get(&key).and_then(Weak::upgrade) {
+        return Ok((splits, true));
     }
+    // Entries of datasets nobody holds any more go as others load.
+    cache.retain(|_, splits| splits.strong_count() > 0);
     let splits = Arc::new(load_splits(spec, seed)?);
-    cache.insert(key, Arc::clone(&splits));
+    cache.insert(key, Arc::downgrade(&splits));
     Ok((splits, false))
 }
 
@@ -270,6 +276,62 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("SIREN_DATA_DIR"), "{message}");
+    }
+
+    fn synthetic_spec(seed: u64) -> DatasetSpec {
+        serde_json::from_value(serde_json::json!({
+            "synthetic": {
+                "samples": 200, "testSamples": 50, "features": 3, "classes": 2, "seed": seed
+            },
+            "shardSize": 50,
+        }))
+        .expect("spec")
+    }
+
+    /// Shared while someone holds it, loaded once even when asked for at the same moment, and
+    /// gone (loaded afresh) once nobody does.
+    #[test]
+    fn a_held_dataset_is_shared_and_a_released_one_is_loaded_afresh() {
+        // A seed no other test uses: the cache is the process's.
+        let spec = synthetic_spec(0x5EED_CAC4E);
+        let barrier = std::sync::Barrier::new(4);
+        let loads: Vec<(Arc<DataSplits>, bool)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        cached_splits(&spec, 11).expect("load")
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("loader"))
+                .collect()
+        });
+        assert_eq!(
+            loads.iter().filter(|(_, cached)| !cached).count(),
+            1,
+            "four loads at once load it once"
+        );
+        assert!(
+            loads
+                .iter()
+                .all(|(splits, _)| Arc::ptr_eq(splits, &loads[0].0)),
+            "one copy for all"
+        );
+        let (other_seed, cached) = cached_splits(&spec, 12).expect("load");
+        assert!(!cached, "another seed is another dataset");
+        assert!(!Arc::ptr_eq(&other_seed, &loads[0].0));
+
+        let (held, cached) = cached_splits(&spec, 11).expect("load");
+        assert!(cached && Arc::ptr_eq(&held, &loads[0].0));
+        let before = DataSplits::clone(&held);
+        drop(loads);
+        drop(held);
+        let (again, cached) = cached_splits(&spec, 11).expect("load");
+        assert!(!cached, "nobody held it: loaded afresh");
+        assert_eq!(*again, before, "the same data again");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! their own tasks ([`run`]). Restart-safe because everything a run needs to continue is in the
 //! job's status (finished epochs, spend, history) and in the store's checkpoints.
 
+pub mod kueue;
 pub mod leader;
 pub mod metrics;
 pub mod probes;
@@ -24,11 +25,12 @@ use kube::runtime::finalizer::{Event as Finalizing, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use siren_crds::fingerprint::MUTABLE_FIELDS;
-use siren_crds::{JobPhase, StoreKind, StoreRef, TrainingJob, TrainingJobStatus};
+use siren_crds::{JobPhase, StoreKind, StoreRef, TrainingJob, TrainingJobStatus, condition_type};
 use siren_store::{StoreError, connect_store};
 use thiserror::Error;
 use tokio::sync::Mutex;
 
+use self::kueue::{Admission, KUEUE_RECHECK};
 use self::metrics::{JobLabels, Metrics, ReasonLabel};
 use self::report::{JobReporter, MANAGER};
 use self::run::{JobRun, RunOptions};
@@ -52,6 +54,8 @@ pub enum ControllerError {
     ClearStore(#[from] StoreError),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("Kueue: {0}")]
+    Kueue(String),
 }
 
 impl ControllerError {
@@ -63,6 +67,7 @@ impl ControllerError {
             ControllerError::ReleaseFunctions(error) => error.reason(),
             ControllerError::ClearStore(error) => error.reason(),
             ControllerError::Finalizer(_) => "Finalizer",
+            ControllerError::Kueue(_) => "KueueUnavailable",
         }
     }
 }
@@ -141,6 +146,12 @@ async fn reconcile(
     context: Arc<Context>,
 ) -> Result<controller::Action, ControllerError> {
     context.metrics.reconciles.inc();
+    // Another controller's job (spec.managedBy): not even a finalizer of ours goes on it. One
+    // that already has ours was taken on before, and stays ours to run and clean up (the field's
+    // immutability is not enforced where the API server predates CEL rules).
+    if !job.spec.is_managed_by_siren() && !job.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(controller::Action::await_change());
+    }
     let namespace = job.namespace().unwrap_or_else(|| "default".to_string());
     let api: Api<TrainingJob> = Api::namespaced(context.client.clone(), &namespace);
     finalizer(&api, FINALIZER, job, |event| async {
@@ -176,6 +187,31 @@ async fn apply(
     let uid = job.uid().unwrap_or_default();
     let reporter = JobReporter::new(api.clone(), context.recorder.clone(), job);
     let mut status = job.status.clone().unwrap_or_default();
+    let admission = if status.phase.is_finished() {
+        Admission::NotQueued
+    } else {
+        match kueue::admission(&context.client, job).await {
+            Ok(admission) => admission,
+            Err(ControllerError::Kueue(message)) => {
+                return settle(
+                    job,
+                    status,
+                    &reporter,
+                    (JobPhase::Failed, "KueueUnavailable", "Queue"),
+                    &message,
+                )
+                .await;
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    // A job under Kueue is looked at often: an admission or an eviction is only seen by polling.
+    let recheck_every = if admission == Admission::NotQueued {
+        RUNNING_RECHECK
+    } else {
+        KUEUE_RECHECK
+    };
+    let held = matches!(admission, Admission::Waiting(_) | Admission::Evicted(_));
     let changed = job.spec.changed_since(&status.spec_fingerprint);
     if !changed.is_empty() && !status.phase.is_finished() {
         let run = context.runs.lock().await.remove(&uid);
@@ -208,9 +244,9 @@ async fn apply(
                         return fail_past_deadline(job, status, &reporter).await;
                     }
                     left => {
-                        run.update(job);
+                        run.update(job, held);
                         return Ok(controller::Action::requeue(
-                            left.map_or(RUNNING_RECHECK, |left| left.min(RUNNING_RECHECK)),
+                            left.map_or(recheck_every, |left| left.min(recheck_every)),
                         ));
                     }
                 },
@@ -243,6 +279,23 @@ async fn apply(
         }
     }
     if status.phase.is_finished() {
+        if kueue::queue_of(job).is_some() {
+            let message = status
+                .condition(if status.phase == JobPhase::Succeeded {
+                    "Succeeded"
+                } else {
+                    "Failed"
+                })
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            kueue::finish(
+                &context.client,
+                job,
+                status.phase == JobPhase::Succeeded,
+                &message,
+            )
+            .await?;
+        }
         return expire(job, &status, api).await;
     }
     if let Err(errors) = job.spec.validate() {
@@ -274,6 +327,35 @@ async fn apply(
         }
         return Ok(controller::Action::await_change());
     }
+    if let Admission::Waiting(why) | Admission::Evicted(why) = &admission {
+        let reason = if matches!(admission, Admission::Evicted(_)) {
+            // Stopped at the end of its epoch; Kueue gets the quota back to queue it again.
+            kueue::release_quota(&context.client, job, why).await?;
+            "Preempted"
+        } else if status
+            .condition(condition_type::SUSPENDED)
+            .is_some_and(|c| c.reason == "Preempted")
+        {
+            "Preempted"
+        } else {
+            "AwaitingAdmission"
+        };
+        let settled = status.phase == JobPhase::Suspended
+            && status
+                .condition(condition_type::SUSPENDED)
+                .is_some_and(|c| c.reason == reason && c.message == *why);
+        if !settled {
+            settle(
+                job,
+                status,
+                &reporter,
+                (JobPhase::Suspended, reason, "Queue"),
+                why,
+            )
+            .await?;
+        }
+        return Ok(controller::Action::requeue(KUEUE_RECHECK));
+    }
 
     let (reason, note) = if status.epoch > 0 {
         (
@@ -301,7 +383,7 @@ async fn apply(
         // E.g. an operator that was down past the deadline: the job is not started again.
         return fail_past_deadline(job, status, &reporter).await;
     }
-    let recheck = deadline.map_or(RUNNING_RECHECK, |left| left.min(RUNNING_RECHECK));
+    let recheck = deadline.map_or(recheck_every, |left| left.min(recheck_every));
     let run = JobRun::start(
         job,
         status,

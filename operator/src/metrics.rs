@@ -29,12 +29,21 @@ impl ReasonLabel {
     }
 }
 
+/// 1 ms to 60 s, six bounds a decade (1, 1.5, 2, 3, 5, 7), so that a quantile read from the
+/// buckets is within 50% of the truth anywhere from milliseconds to seconds.
+const STATUS_WRITE_DELAY_BUCKETS: [f64; 29] = [
+    0.001, 0.0015, 0.002, 0.003, 0.005, 0.007, 0.01, 0.015, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2,
+    0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 60.0,
+];
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
     pub reconcile_failures: Family<ReasonLabel, Counter>,
     pub job_failures: Family<ReasonLabel, Counter>,
     pub epoch_seconds: Histogram,
+    /// From an epoch's end (the driver reporting it) to the status write that recorded it.
+    pub status_write_delay: Histogram,
     pub functions: Family<JobLabels, Gauge>,
     pub cost_usd: Family<JobLabels, Gauge<f64, AtomicU64>>,
     pub epochs: Family<JobLabels, Counter>,
@@ -48,6 +57,7 @@ impl Default for Metrics {
         let job_failures = Family::<ReasonLabel, Counter>::default();
         // 0.25 s to about 17 minutes.
         let epoch_seconds = Histogram::new(exponential_buckets(0.25, 2.0, 13));
+        let status_write_delay = Histogram::new(STATUS_WRITE_DELAY_BUCKETS);
         let functions = Family::<JobLabels, Gauge>::default();
         let cost_usd = Family::<JobLabels, Gauge<f64, AtomicU64>>::default();
         let epochs = Family::<JobLabels, Counter>::default();
@@ -72,6 +82,11 @@ impl Default for Metrics {
             epoch_seconds.clone(),
         );
         registry.register(
+            "status_write_delay_seconds",
+            "Time from an epoch's end to the status write that recorded it",
+            status_write_delay.clone(),
+        );
+        registry.register(
             "functions_in_use",
             "Functions of each job's current epoch",
             functions.clone(),
@@ -92,6 +107,7 @@ impl Default for Metrics {
             reconcile_failures,
             job_failures,
             epoch_seconds,
+            status_write_delay,
             functions,
             cost_usd,
             epochs,

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
@@ -55,8 +55,12 @@ pub struct JobRun {
 
 enum Progress {
     Status(Box<TrainingJobStatus>),
-    Decision { epoch: u32, action: Action },
-    Finished(EpochRecord),
+    Decision {
+        epoch: u32,
+        action: Action,
+    },
+    /// A finished epoch, and when the driver reported it.
+    Finished(EpochRecord, Instant),
     EpochFailed(String),
 }
 
@@ -97,11 +101,13 @@ impl JobRun {
         }
     }
 
-    /// Budget, epoch limit and suspension reach the driver before its next epoch.
-    pub fn update(&self, job: &TrainingJob) {
+    /// Budget, epoch limit and suspension reach the driver before its next epoch. `held`: Kueue
+    /// no longer admits the job, which then stops as a suspended one does.
+    pub fn update(&self, job: &TrainingJob, held: bool) {
         self.generation
             .store(job.metadata.generation.unwrap_or(0), Ordering::Relaxed);
-        let control = RunControl::from_spec(&job.spec);
+        let mut control = RunControl::from_spec(&job.spec);
+        control.suspend |= held;
         self.control.send_if_modified(|current| {
             let changed = *current != control;
             *current = control;
@@ -270,7 +276,9 @@ impl DriverObserver for Publisher {
     }
 
     fn epoch_finished(&mut self, record: &EpochRecord, status: &TrainingJobStatus) {
-        let _ = self.progress.send(Progress::Finished(record.clone()));
+        let _ = self
+            .progress
+            .send(Progress::Finished(record.clone(), Instant::now()));
         let _ = self
             .progress
             .send(Progress::Status(Box::new(status.clone())));
@@ -299,6 +307,8 @@ async fn publish(
     labels: JobLabels,
     written: SharedStatus,
 ) {
+    // Finished epochs no written status has recorded yet, with when they ended.
+    let mut unwritten: Vec<(u32, Instant)> = Vec::new();
     while let Some(first) = progress.recv().await {
         let mut batch = vec![first];
         while let Ok(next) = progress.try_recv() {
@@ -332,7 +342,8 @@ async fn publish(
                         .event(EventType::Warning, "EpochFailed", "RunEpoch", message)
                         .await;
                 }
-                Progress::Finished(record) => {
+                Progress::Finished(record, ended) => {
+                    unwritten.push((record.epoch, ended));
                     metrics.epoch_seconds.observe(record.seconds);
                     metrics.epochs.get_or_create(&labels).inc();
                     metrics
@@ -345,6 +356,16 @@ async fn publish(
         if let Some(mut status) = newest {
             status.observed_generation = Some(generation.load(Ordering::Relaxed));
             if write_status(&reporter, &status).await {
+                let now = Instant::now();
+                unwritten.retain(|&(epoch, ended)| {
+                    let covered = epoch <= status.epoch;
+                    if covered {
+                        metrics
+                            .status_write_delay
+                            .observe(now.duration_since(ended).as_secs_f64());
+                    }
+                    !covered
+                });
                 recorded.send_replace(status.epoch);
                 if let Ok(mut written) = written.lock() {
                     *written = Some(status);

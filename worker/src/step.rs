@@ -93,12 +93,16 @@ impl TaskSamples {
     }
 }
 
-/// What a function instance keeps between tasks: the built model. A fresh instance is cold.
+/// What a function instance keeps between tasks: the built model and the dataset it read. A
+/// fresh instance is cold.
 #[derive(Default)]
 pub struct FunctionState {
     computer: Option<GradientComputer>,
     engine: ComputeEngine,
     tasks_run: u64,
+    /// The splits of the last task's dataset: the process's cache holds datasets only as long as
+    /// someone does, and a warm function's next task should find them still there.
+    splits: Option<Arc<DataSplits>>,
 }
 
 fn mix(seed: u64, epoch: u32, function: u32) -> u64 {
@@ -158,6 +162,10 @@ impl FunctionState {
         let cold_start = self.tasks_run == 0;
         self.tasks_run += 1;
         let (samples, shards_fetched) = TaskSamples::load(task, store).await?;
+        if let TaskSamples::Split(splits) = &samples {
+            // Replaces (and so lets go of) the dataset of an earlier job.
+            self.splits = Some(Arc::clone(splits));
+        }
         let train = samples.dataset();
         let mut order = samples.order(task)?;
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
@@ -365,6 +373,26 @@ mod tests {
         assert!(!result.cold_start);
         assert_eq!(result.batches, 13);
         assert_eq!(result.updates, 4, "13 batches, 4 per push");
+    }
+
+    /// The process keeps a dataset only while someone holds it: a warm function does, so that its
+    /// next task does not load the dataset again.
+    #[tokio::test]
+    async fn a_warm_function_holds_its_dataset_until_it_goes() {
+        let mut held = task(vec![0], 1);
+        // A dataset (and seed) no other test uses: the cache is the process's.
+        held.seed = 0x5EED_F00D;
+        let store = store_for(&held).await;
+        let mut function = FunctionState::new();
+        function
+            .run_task(&held, &store, None)
+            .await
+            .expect("task runs");
+        let (_, cached) = cached_splits(&held.dataset, held.seed).expect("data");
+        assert!(cached, "the warm function holds the dataset");
+        drop(function);
+        let (_, cached) = cached_splits(&held.dataset, held.seed).expect("data");
+        assert!(!cached, "nobody holds it any more");
     }
 
     /// A retry keeps the task id, so the store recognises every update an earlier attempt applied.

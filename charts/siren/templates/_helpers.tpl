@@ -95,4 +95,14 @@ watches: a ClusterRole's rules, or a Role's with watchNamespace.
   resources: ["secrets"]
   verbs: ["create", "patch", "delete"]
 {{- end }}
+{{- if .Values.kueue.enabled }}
+# Kueue: a job labelled kueue.x-k8s.io/queue-name gets a Workload (owned by the job) that Kueue
+# admits or evicts; the operator gives an evicted job's quota back and marks the Workload Finished.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["get", "create"]
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads/status"]
+  verbs: ["get", "patch"]
+{{- end }}
 {{- end -}}

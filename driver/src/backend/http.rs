@@ -78,13 +78,15 @@ async fn invoke(
             ))
         });
     }
-    // Not a function's answer: a gateway's or proxy's error page.
+    // Not a function's answer: a gateway's or proxy's error page. A 504 or 408 is a proxy (the
+    // OpenFaaS gateway, Knative's activator or queue-proxy) cutting a task that ran too long.
     let failure: TaskFailure = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
         let page = String::from_utf8_lossy(&bytes).into_owned();
-        if status.is_server_error() || status.as_u16() == 429 {
-            TaskFailure::unreachable(page)
-        } else {
-            TaskFailure::fatal(page)
+        match status.as_u16() {
+            408 | 504 => TaskFailure::timeout(page),
+            429 => TaskFailure::unreachable(page),
+            _ if status.is_server_error() => TaskFailure::unreachable(page),
+            _ => TaskFailure::fatal(page),
         }
     });
     Err(failure.in_context(format_args!("{url} answered {status}")))

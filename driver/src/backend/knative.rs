@@ -179,15 +179,7 @@ fn apply_pod_template(
         &mut metadata["annotations"],
         string_entries(&template.annotations),
     );
-    if !template.node_selector.is_empty() {
-        pod_spec["nodeSelector"] = json!(template.node_selector);
-    }
-    if !template.tolerations.is_empty() {
-        pod_spec["tolerations"] = json!(template.tolerations);
-    }
-    if let Some(affinity) = &template.affinity {
-        pod_spec["affinity"] = json!(affinity);
-    }
+    template.place(pod_spec);
     if let Some(class) = &template.priority_class_name {
         pod_spec["priorityClassName"] = json!(class);
     }

@@ -29,6 +29,8 @@ use super::{Assignment, BackendError, FunctionBackend, Invocation, PoolLimits};
 /// signed with the function's key.
 const INVALID_TASK: &str = "Siren.Invalid";
 const UNAUTHORIZED_TASK: &str = "Siren.Unauthorized";
+/// The error type Lambda reports for an invocation its function's timeout cut short.
+const LAMBDA_TIMEOUT: &str = "Sandbox.Timedout";
 /// How long a configuration update may take to reach every new instance.
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(300);
 const UPDATE_POLL: Duration = Duration::from_secs(1);
@@ -500,6 +502,8 @@ fn function_error(function: &str, body: &[u8]) -> TaskFailure {
             );
             if error.error_type == INVALID_TASK || error.error_type == UNAUTHORIZED_TASK {
                 TaskFailure::fatal(message)
+            } else if error.error_type == LAMBDA_TIMEOUT {
+                TaskFailure::timeout(message)
             } else {
                 // Runtime crashes, timeouts and out-of-memory kills may pass on another instance.
                 TaskFailure::retryable(message)

@@ -8,7 +8,7 @@
 //! it under `/var/openfaas/secrets/`. A Secret a job names is never mounted by name: faas-netes
 //! would take it from the functions' namespace, where a job's author does not choose what it is.
 //! Of the job's `backend.podTemplate` the gateway's API takes labels, annotations, plain variables,
-//! the node selector (as `constraints`) and the ServiceAccount (as an annotation); validation
+//! and the node selector (as `constraints`); validation
 //! refuses the rest.
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde_json::{Value, json};
-use siren_crds::validate::{MAX_FUNCTION_NAME, OPENFAAS_SERVICE_ACCOUNT_ANNOTATION};
+use siren_crds::validate::MAX_FUNCTION_NAME;
 use siren_crds::{FunctionPodTemplate, OpenFaasSpec, TASK_KEY_ENV, TaskFailure};
 use siren_scheduler::Action;
 use siren_store::{STORE_CA_FILE_ENV, STORE_PASSWORD_ENV, STORE_USERNAME_ENV, StoreCredentials};
@@ -166,17 +166,14 @@ impl OpenFaasTarget {
 
 /// Adds what the gateway's API takes of the job's pod template to the deployment `body`: labels,
 /// annotations and plain variables next to Siren's (which win), the node selector as
-/// `constraints` (`key=value`, which faas-netes turns back into the pods' node selector) and the
-/// ServiceAccount as the annotation faas-netes reads it from. Validation refuses the rest.
+/// `constraints` (`key=value`, which faas-netes turns back into the pods' node selector).
+/// Validation refuses the rest.
 fn apply_pod_template(template: &FunctionPodTemplate, body: &mut Value) {
     merge_into(&mut body["labels"], string_entries(&template.labels));
     merge_into(
         &mut body["annotations"],
         string_entries(&template.annotations),
     );
-    if let Some(account) = &template.service_account_name {
-        body["annotations"][OPENFAAS_SERVICE_ACCOUNT_ANNOTATION] = json!(account);
-    }
     if !template.node_selector.is_empty() {
         let constraints: Vec<String> = template
             .node_selector
@@ -679,8 +676,7 @@ mod tests {
     }
 
     /// faas-provider's `FunctionDeployment` has `constraints` (node selector terms `key=value`)
-    /// next to the labels, annotations and `envVars` a pod template adds to; faas-netes reads the
-    /// ServiceAccount from the annotation `com.openfaas.serviceaccount`.
+    /// next to the labels, annotations and `envVars` a pod template adds to.
     #[test]
     fn a_pod_template_deploys_as_the_golden_request() {
         let golden: Value =
@@ -693,7 +689,6 @@ mod tests {
                 "annotations": { "com.openfaas.profile": "training-pool" },
                 "nodeSelector": { "pool": "cpu-only", "kubernetes.io/arch": "amd64" },
                 "env": [{ "name": "RUST_BACKTRACE", "value": "1" }, { "name": "EMPTY" }],
-                "serviceAccountName": "trainer",
             }))
             .expect("a pod template"),
         );

@@ -27,15 +27,13 @@ impl JobDriver {
         observer: &mut dyn DriverObserver,
     ) -> Result<(), DriverError> {
         if epoch == 0 {
-            let initial = self
-                .data
-                .architecture
-                .initial_params(self.spec.training.seed);
-            self.store.initialize(&initial).await?;
+            self.initialize_model().await?;
         } else {
             self.store.restore(epoch).await?;
         }
         self.status.failed_epochs += 1;
+        // What the failed epoch spent is no longer there to spend.
+        self.status.progress = self.forecast_progress();
         let allowed = self.spec.failure_policy.failed_epochs_allowed;
         let message = format!(
             "epoch {} failed ({} of {allowed} failed epochs allowed) and runs again from the last finished epoch: {error}",

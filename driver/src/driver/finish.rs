@@ -26,6 +26,14 @@ impl JobDriver {
                 .enter_phase(JobPhase::Suspended, "Suspended", &message);
         } else {
             self.save_scheduler_state();
+            // The forecast ends where the job did, whatever it predicted.
+            if let Some(progress) = &mut self.status.progress {
+                progress.percent = 100.0;
+                progress.ends_by = stop_reason.condition_reason().to_string();
+                progress.remaining_epochs = 0;
+                progress.eta_seconds = 0.0;
+                progress.eta_cost_usd = 0.0;
+            }
             let message = match self.status.accuracy {
                 Some(accuracy) => format!(
                     "{} after {} epoch(s): test accuracy {:.2}%, cost ${:.6}",

@@ -88,7 +88,7 @@ impl JobDriver {
             .map(|function| Task {
                 protocol_version: TASK_PROTOCOL_VERSION,
                 job: self.job.clone(),
-                task_id: format!("{}-e{}-f{}", self.job, epoch + 1, function),
+                task_id: task_id(&self.job, epoch, self.status.failed_epochs, function),
                 attempt: 1,
                 epoch,
                 function: function as u32,
@@ -109,5 +109,16 @@ impl JobDriver {
                 stored_data: stored_data.cloned(),
             })
             .collect()
+    }
+}
+
+/// Names a task, and with it the task's updates in the store. Once an epoch has failed, names
+/// carry the count of failed epochs, so that a rerun never reuses the names of the run that
+/// failed: a timed-out attempt of that run may still be pushing, and its updates must not take
+/// the places of the rerun's.
+fn task_id(job: &str, epoch: u32, failed_epochs: u32, function: usize) -> String {
+    match failed_epochs {
+        0 => format!("{job}-e{}-f{function}", epoch + 1),
+        run => format!("{job}-e{}r{run}-f{function}", epoch + 1),
     }
 }

@@ -17,15 +17,21 @@ impl JobDriver {
     ) -> Result<Option<StoredDataset>, DriverError> {
         let stored_data = self.upload_dataset().await?;
         if first_epoch == 0 {
-            let initial = self
-                .data
-                .architecture
-                .initial_params(self.spec.training.seed);
-            self.store.initialize(&initial).await?;
+            self.initialize_model().await?;
         } else {
             self.restore_finished_epoch(first_epoch).await?;
         }
         Ok(stored_data)
+    }
+
+    /// The store's model back to the job's initial values, as before its first epoch. (`&mut`
+    /// because the driver is Send but not Sync, and the future must be Send.)
+    pub(super) async fn initialize_model(&mut self) -> Result<(), DriverError> {
+        let initial = self
+            .data
+            .architecture
+            .initial_params(self.spec.training.seed);
+        Ok(self.store.initialize(&initial).await?)
     }
 
     /// Functions outside the driver's process have no dataset files: a network store carries the

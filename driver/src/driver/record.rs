@@ -64,7 +64,7 @@ impl JobDriver {
 
 impl JobDriver {
     /// Where the job is headed after the epochs in its status.
-    fn forecast_progress(&self) -> Option<JobProgress> {
+    pub(super) fn forecast_progress(&self) -> Option<JobProgress> {
         let state = JobState {
             history: &self.status.history,
             epochs_done: self.status.epoch,
