@@ -207,6 +207,15 @@ fn a_queued_job_runs_only_while_kueue_admits_it_and_resumes_after_a_preemption()
         |job| job["status"]["epoch"].as_u64().unwrap_or(0) >= 2,
     );
 
+    // It told Kueue its functions started (what waitForPodsReady waits for).
+    wait_for_workload(&apiserver, "queued", |w| {
+        w["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "PodsReady" && c["status"] == "True")
+    });
+
     // Preempted: the job stops at the end of its epoch and gives its quota back.
     let evicted = condition_of(
         "2026-12-03T10:01:00Z",

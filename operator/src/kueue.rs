@@ -76,6 +76,13 @@ pub fn workload_name(job: &TrainingJob) -> String {
     format!("{}-{suffix}", prefix.trim_end_matches('-'))
 }
 
+/// A job's name as a label value, which may hold at most 63 characters.
+fn label_value(name: &str) -> String {
+    let cut: String = name.chars().take(63).collect();
+    cut.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
 /// The most functions, and the most memory each, the job's scheduler may ever ask for: what
 /// Kueue reserves quota for.
 pub fn largest_pool(job: &TrainingJob) -> (u32, u32) {
@@ -128,7 +135,7 @@ pub fn workload_object(job: &TrainingJob) -> Value {
             "namespace": job.namespace(),
             "labels": {
                 JOB_UID_LABEL: job.uid(),
-                "siren.dev/job": job.name_any(),
+                "siren.dev/job": label_value(&job.name_any()),
                 "app.kubernetes.io/managed-by": "siren-operator",
             },
             "ownerReferences": owner.map(|o| vec![o]).unwrap_or_default(),
@@ -162,19 +169,25 @@ fn message_of(workload: &Value, type_: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// What a Workload says about the job's right to run. An eviction counts only when it is newer
-/// than the admission it ends: Kueue may leave an old `Evicted` condition on a Workload it admits
-/// again.
+/// What a Workload says about the job's right to run. An eviction of a Workload that still has
+/// quota reserved must be answered (the job stopped, the quota given back) whether or not it was
+/// admitted, as Kueue waits for that; one older than the admission it would end is a leftover
+/// (Kueue resets it on readmission, but a stale one must not stop the job again).
 pub fn admission_of(workload: &Value) -> Admission {
-    let admitted = !workload["status"]["admission"].is_null() && is_true(workload, "Admitted");
+    let reserved = !workload["status"]["admission"].is_null();
     let deactivated = workload["spec"]["active"] == false;
     let since = |type_: &str| {
         condition(workload, type_)
             .and_then(|c| c["lastTransitionTime"].as_str())
             .and_then(|t| t.parse::<Timestamp>().ok())
     };
-    let evicted = is_true(workload, "Evicted") && since("Evicted") >= since("Admitted");
-    if admitted && (evicted || deactivated) {
+    let evicted = is_true(workload, "Evicted")
+        && match (since("Evicted"), since("Admitted")) {
+            (Some(evicted), Some(admitted)) => evicted >= admitted,
+            _ => true,
+        };
+    let admitted = reserved && is_true(workload, "Admitted");
+    if reserved && (evicted || deactivated) {
         let why = message_of(workload, "Evicted")
             .unwrap_or_else(|| "Kueue deactivated the Workload".to_string());
         return Admission::Evicted(why);
@@ -211,26 +224,30 @@ pub async fn admission(client: &Client, job: &TrainingJob) -> Result<Admission, 
                 .map_err(|e| ControllerError::Kueue(format!("the Workload {name}: {e}")))?;
             match api.create(&PostParams::default(), &object).await {
                 Ok(created) => created,
-                Err(kube::Error::Api(response)) if response.code == 404 => {
-                    return Err(ControllerError::Kueue(
-                        "the job names a Kueue queue, but Kueue's Workload API (kueue.x-k8s.io/v1beta1) is not installed"
-                            .to_string(),
-                    ));
-                }
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(unavailable(error)),
             }
         }
-        Err(kube::Error::Api(response)) if response.code == 404 => {
-            return Err(ControllerError::Kueue(
-                "the job names a Kueue queue, but Kueue's Workload API (kueue.x-k8s.io/v1beta1) is not installed"
-                    .to_string(),
-            ));
-        }
-        Err(error) => return Err(error.into()),
+        Err(error) => return Err(unavailable(error)),
     };
     let workload = serde_json::to_value(&workload)
         .map_err(|e| ControllerError::Kueue(format!("the Workload {name}: {e}")))?;
     Ok(admission_of(&workload))
+}
+
+/// A Workload API that is not there (404) or not the operator's to use (403) is for the job's
+/// owner to hear about; anything else is retried.
+fn unavailable(error: kube::Error) -> ControllerError {
+    match error {
+        kube::Error::Api(response) if response.code == 404 => ControllerError::Kueue(
+            "the job names a Kueue queue, but Kueue's Workload API (kueue.x-k8s.io/v1beta1) is not installed"
+                .to_string(),
+        ),
+        kube::Error::Api(response) if response.code == 403 => ControllerError::Kueue(format!(
+            "the job names a Kueue queue, but the operator may not use Kueue's Workloads (the chart's kueue.enabled): {}",
+            response.message
+        )),
+        error => error.into(),
+    }
 }
 
 /// Sets a condition in a Workload's conditions, its transition time moving only with its status.
@@ -318,9 +335,36 @@ pub async fn release_quota(
         |conditions| {
             set_condition(conditions, "QuotaReserved", false, "Pending", why);
             set_condition(conditions, "Admitted", false, "NoReservation", why);
+            set_condition(conditions, "Requeued", true, "Evicted", why);
             true
         },
         true,
+    )
+    .await
+}
+
+/// The job's functions are starting on the admitted quota: with `waitForPodsReady`, Kueue evicts
+/// a Workload that does not say so in time.
+pub async fn mark_started(client: &Client, job: &TrainingJob) -> Result<(), ControllerError> {
+    patch_status(
+        client,
+        job,
+        |conditions| {
+            let ready = conditions
+                .iter()
+                .any(|c| c["type"] == "PodsReady" && c["status"] == "True");
+            if !ready {
+                set_condition(
+                    conditions,
+                    "PodsReady",
+                    true,
+                    "Started",
+                    "the job's functions are starting",
+                );
+            }
+            !ready
+        },
+        false,
     )
     .await
 }
@@ -433,6 +477,15 @@ spec:
             admission_of(&evicted),
             Admission::Evicted(why) if why.contains("higher priority")
         ));
+        // An admission check's eviction: quota still reserved, no longer admitted.
+        let checked_out = workload(json!({
+            "admission": { "clusterQueue": "cq", "podSetAssignments": [] },
+            "conditions": [
+                { "type": "Admitted", "status": "False" },
+                { "type": "Evicted", "status": "True", "message": "AdmissionCheck rejected" },
+            ],
+        }));
+        assert!(matches!(admission_of(&checked_out), Admission::Evicted(_)));
         // Admitted again after the eviction: the old Evicted condition no longer counts.
         let readmitted = workload(json!({
             "admission": { "clusterQueue": "cq", "podSetAssignments": [] },

@@ -187,12 +187,17 @@ async fn apply(
     let uid = job.uid().unwrap_or_default();
     let reporter = JobReporter::new(api.clone(), context.recorder.clone(), job);
     let mut status = job.status.clone().unwrap_or_default();
-    let admission = if status.phase.is_finished() {
+    // An invalid job gets no Workload (Kueue might refuse it, and the job must fail InvalidSpec).
+    let admission = if status.phase.is_finished() || job.spec.validate().is_err() {
         Admission::NotQueued
     } else {
         match kueue::admission(&context.client, job).await {
             Ok(admission) => admission,
             Err(ControllerError::Kueue(message)) => {
+                let run = context.runs.lock().await.remove(&uid);
+                if let Some(run) = run {
+                    status = newest(status, run.abort().await);
+                }
                 return settle(
                     job,
                     status,
@@ -288,13 +293,17 @@ async fn apply(
                 })
                 .map(|c| c.message.clone())
                 .unwrap_or_default();
-            kueue::finish(
+            // Best effort: a Workload that cannot be marked must not keep the job from expiring.
+            if let Err(error) = kueue::finish(
                 &context.client,
                 job,
                 status.phase == JobPhase::Succeeded,
                 &message,
             )
-            .await?;
+            .await
+            {
+                tracing::warn!(%error, "cannot mark the job's Workload Finished");
+            }
         }
         return expire(job, &status, api).await;
     }
@@ -311,6 +320,10 @@ async fn apply(
         .await;
     }
     if job.spec.suspend {
+        // A queued job suspended by its owner still answers an eviction, or Kueue waits for it.
+        if let Admission::Evicted(why) = &admission {
+            kueue::release_quota(&context.client, job, why).await?;
+        }
         if status.phase != JobPhase::Suspended {
             let message = format!(
                 "suspended after {} epoch(s); clear spec.suspend to resume",
@@ -325,7 +338,10 @@ async fn apply(
             )
             .await;
         }
-        return Ok(controller::Action::await_change());
+        return Ok(match admission {
+            Admission::NotQueued => controller::Action::await_change(),
+            _ => controller::Action::requeue(KUEUE_RECHECK),
+        });
     }
     if let Admission::Waiting(why) | Admission::Evicted(why) = &admission {
         let reason = if matches!(admission, Admission::Evicted(_)) {
@@ -384,6 +400,9 @@ async fn apply(
         return fail_past_deadline(job, status, &reporter).await;
     }
     let recheck = deadline.map_or(recheck_every, |left| left.min(recheck_every));
+    if admission == Admission::Admitted {
+        kueue::mark_started(&context.client, job).await?;
+    }
     let run = JobRun::start(
         job,
         status,
