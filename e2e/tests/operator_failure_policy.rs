@@ -9,20 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::kube::*;
-use common::signal;
+use common::{signal, workers_of};
 use siren_e2e::{KubeApiServer, RedisServer};
-
-/// The `siren-worker` processes the operator `pid` started.
-fn workers_of(pid: u32) -> Vec<u32> {
-    let output = std::process::Command::new("pgrep")
-        .args(["-P", &pid.to_string(), "-x", "siren-worker"])
-        .output()
-        .expect("pgrep runs");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .collect()
-}
 
 #[test]
 fn the_failure_policy_reaches_the_driver_and_a_failed_epoch_is_counted_and_reported() {

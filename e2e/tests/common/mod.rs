@@ -94,8 +94,13 @@ impl DriverObserver for Events {
 
 /// The `siren-worker` processes this test binary started.
 pub fn worker_pids() -> Vec<u32> {
+    workers_of(std::process::id())
+}
+
+/// The `siren-worker` processes the process `parent` started.
+pub fn workers_of(parent: u32) -> Vec<u32> {
     let output = std::process::Command::new("pgrep")
-        .args(["-P", &std::process::id().to_string(), "-x", "siren-worker"])
+        .args(["-P", &parent.to_string(), "-x", "siren-worker"])
         .output()
         .expect("pgrep runs");
     String::from_utf8_lossy(&output.stdout)
