@@ -15,36 +15,60 @@
 #            small job to Succeeded with nothing but those permissions; then, on a second fresh API
 #            server, `kubectl apply -k config/operator` for real and the same operator run under the
 #            permissions the plain manifests grant.
+#   image    with --operator-image, the built image runs as a container (podman) the way a kubelet
+#            starts the chart's default Deployment: its args, env, security contexts, emptyDirs,
+#            limits and probes, in-cluster configuration with a real ServiceAccount token (no
+#            impersonation), host network; it runs a Fashion-MNIST job on the process backend (its
+#            siren-worker processes, a redis-server on loopback as the store) with the chart's RBAC.
 #
 # Helm is the Helm Go library bundled in PyPI's helm-sdkpy wheel (linux x86_64), driven through
 # cffi: there is no helm binary in Debian or on the registries this project reaches.
 #
-# Usage: scripts/check-packaging.sh [--static] [--update] [--require-operator]
+# Usage: scripts/check-packaging.sh [--static] [--update] [--require-operator] [--operator-image REF]
 #   --static             only the static checks (no API server, no Helm install)
 #   --update             copy crds/trainingjob.yaml to the chart and config/crd, rewrite
 #                        config/operator's generated manifests from the chart's default render and
 #                        docs/api-reference.md, then check
 #   --require-operator   fail, instead of skipping the operator run, when there is no operator
 #                        binary, no Helm library or no API server (scripts/test.sh, after cargo test)
+#   --operator-image REF also run the image REF (already in podman's local storage, e.g.
+#                        localhost/siren-operator:0.1.0; it stands for the chart's default image
+#                        siren-operator:<appVersion>) as the chart's pod; needs podman, redis-server
+#                        and 127.0.0.1:8080 free (the container uses the host's network)
 # Environment: SIREN_OPERATOR_BIN (the operator binary for the run check; default:
 # ${CARGO_TARGET_DIR:-~/.cache/siren/target}/release/siren-operator), SIREN_KUBE_APISERVER and
-# SIREN_KUBECTL (default: the ones e2e/kube/build-apiserver.sh builds).
+# SIREN_KUBECTL (default: the ones e2e/kube/build-apiserver.sh builds). podman is used as it is on
+# PATH: CONTAINERS_CONF and CONTAINERS_STORAGE_CONF (scripts/deps.sh's siren_container_tools) select
+# its runtime, cgroup manager and storage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 static_only=false
 update=false
 require_operator=false
-for arg in "$@"; do
-  case "$arg" in
+operator_image=""
+usage="usage: $0 [--static] [--update] [--require-operator] [--operator-image REF]"
+while [ $# -gt 0 ]; do
+  case "$1" in
     --static) static_only=true ;;
     --update) update=true ;;
     --require-operator) require_operator=true ;;
-    *) echo "usage: $0 [--static] [--update] [--require-operator]" >&2; exit 2 ;;
+    --operator-image)
+      [ $# -ge 2 ] && [ -n "$2" ] || { echo "$usage" >&2; exit 2; }
+      operator_image="$2"
+      shift
+      ;;
+    --operator-image=?*) operator_image="${1#--operator-image=}" ;;
+    *) echo "$usage" >&2; exit 2 ;;
   esac
+  shift
 done
 if $static_only && $require_operator; then
   echo "$0: --static skips the operator run that --require-operator requires" >&2
+  exit 2
+fi
+if $static_only && [ -n "$operator_image" ]; then
+  echo "$0: --static skips the container run that --operator-image asks for" >&2
   exit 2
 fi
 
@@ -68,8 +92,10 @@ export SIREN_KUBECTL
 
 operator_bin="${SIREN_OPERATOR_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/siren/target}/release/siren-operator}"
 
-exec python3 - "$helm_lib" "$apiserver" "$operator_bin" "$update" "$require_operator" <<'PY'
+exec python3 - "$helm_lib" "$apiserver" "$operator_bin" "$update" "$require_operator" "$operator_image" <<'PY'
 """The checks themselves; see the header of scripts/check-packaging.sh."""
+import collections
+import datetime
 import difflib
 import json
 import os
@@ -80,7 +106,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -90,6 +118,8 @@ import yaml
 HELM_LIB, APISERVER, OPERATOR_BIN = sys.argv[1], sys.argv[2], sys.argv[3]
 KUBECTL = os.environ["SIREN_KUBECTL"]
 UPDATE, REQUIRE_OPERATOR = sys.argv[4] == "true", sys.argv[5] == "true"
+# The image the container run starts; empty: no container run.
+OPERATOR_IMAGE = sys.argv[6]
 ROOT = Path.cwd()
 CHART = ROOT / "charts/siren"
 CRD = ROOT / "crds/trainingjob.yaml"
@@ -170,6 +200,32 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for_port(port, what, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{what} does not listen on {port}")
+
+
+# Probes and /metrics are local: a proxy from the environment must not see them.
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(port, path, timeout=2):
+    """(status, body) of GET http://127.0.0.1:port/path; status None when nothing answers."""
+    try:
+        with HTTP.open(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+    except OSError:
+        return None, ""
+
+
 # ---------------------------------------------------------------- Helm, through helm-sdkpy's library
 class Helm:
     def __init__(self, library):
@@ -244,6 +300,17 @@ class Helm:
 
 
 # ---------------------------------------------------------------- a control plane on loopback
+AUDIT_POLICY = """
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    resources: [{group: coordination.k8s.io, resources: [leases]}]
+  - level: None
+"""
+
+
 class ControlPlane:
     def __init__(self, apiserver):
         self.dir = Path(tempfile.mkdtemp(prefix="siren-packaging-"))
@@ -255,9 +322,12 @@ class ControlPlane:
                      "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                      "--initial-cluster", f"default={peer}"], "etcd.log")
         (self.dir / "tokens.csv").write_text("siren-packaging-admin,admin,admin,system:masters\n")
+        # Who wrote the leader-election Lease: the container run's evidence that the operator
+        # authenticated with its ServiceAccount token and not through impersonation.
+        (self.dir / "audit-policy.yaml").write_text(AUDIT_POLICY)
         key = self.dir / "service-accounts.key"
         subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-        self._wait_for(etcd_port, "etcd")
+        wait_for_port(etcd_port, "etcd")
         self._spawn([apiserver, f"--etcd-servers={client}",
                      "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
                      f"--secure-port={port}", "--insecure-port=0",
@@ -266,7 +336,9 @@ class ControlPlane:
                      f"--service-account-key-file={key}", f"--service-account-signing-key-file={key}",
                      "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                      "--service-cluster-ip-range=10.96.0.0/16",
-                     "--endpoint-reconciler-type=none", "--enable-priority-and-fairness=false"],
+                     "--endpoint-reconciler-type=none", "--enable-priority-and-fairness=false",
+                     f"--audit-policy-file={self.dir / 'audit-policy.yaml'}",
+                     f"--audit-log-path={self.audit_log}"],
                     "apiserver.log")
         self.kubeconfig = self.dir / "kubeconfig"
         self.kubeconfig.write_text(self._kubeconfig(port))
@@ -282,15 +354,9 @@ class ControlPlane:
         with open(self.dir / log, "w") as out:
             self.children.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=out))
 
-    def _wait_for(self, port, what):
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"{what} does not listen on {port}")
+    @property
+    def audit_log(self):
+        return self.dir / "audit.log"
 
     def _kubeconfig(self, port, impersonate=None):
         user = {"token": "siren-packaging-admin"}
@@ -510,8 +576,12 @@ spec:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 """
 
+# ---------------------------------------------------------------- the operator runs a job
+# What operator_run submits: the manifest, the epochs it runs and how long it may take.
+Job = collections.namedtuple("Job", "name manifest epochs timeout")
+
 # A job small enough to finish in seconds on the operator's own threads.
-SMALL_JOB = """
+SMALL_JOB = Job("packaging-check", """
 apiVersion: siren.dev/v1alpha1
 kind: TrainingJob
 metadata: {name: packaging-check}
@@ -520,67 +590,640 @@ spec:
   dataset: {synthetic: {samples: 2000, features: 8, classes: 3, testSamples: 200}, shardSize: 500}
   training: {maxEpochs: 2}
   scheduler: {functions: 2, memoryMb: 1769}
-"""
+""", 2, 180)
 
 
-def operator_run(plane, namespace, service_account):
-    """The real operator, with nothing but the chart's permissions, runs a job to Succeeded."""
-    user = f"system:serviceaccount:{namespace}:{service_account}"
-    kubeconfig = plane.kubeconfig_as(user)
-    port = free_port()
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": namespace,
-           "POD_NAME": "siren-packaging-check", "SIREN_LOG": "info",
-           "SIREN_STATE_DIR": str(plane.dir / "state")}
-    env.pop("SIREN_WATCH_NAMESPACE", None)
-    log_path = plane.dir / "operator.log"
-    with open(log_path, "w") as log:
-        operator = subprocess.Popen([OPERATOR_BIN, "--leader-election=true", f"--probe-address=127.0.0.1:{port}"],
-                                    env=env, stdout=log, stderr=log)
-    try:
-        def get(path):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-                    return response.status, response.read().decode()
-            except OSError:
-                return None, ""
+def image_job(redis_url):
+    """The container run's job: the image's own Fashion-MNIST (cut short) and its siren-worker
+    binary (the process backend), so that it proves the image's layout. Process functions are other
+    processes, so the parameters go through a store they share: a redis-server on loopback, which
+    the container reaches over the host's network."""
+    return Job("packaging-image", f"""
+apiVersion: siren.dev/v1alpha1
+kind: TrainingJob
+metadata: {{name: packaging-image}}
+spec:
+  model: {{kind: mlp, hidden: [32]}}
+  dataset: {{builtin: fashion-mnist, maxTrainSamples: 2000, maxTestSamples: 500, shardSize: 500}}
+  training: {{maxEpochs: 1}}
+  scheduler: {{functions: 2, memoryMb: 1769}}
+  backend: {{kind: process}}
+  store: {{kind: redis, url: "{redis_url}"}}
+""", 1, 300)
 
-        deadline = time.time() + 60
-        while get("/readyz")[0] != 200 and time.time() < deadline and operator.poll() is None:
-            time.sleep(0.5)
-        if not check("the operator leads and is ready with the chart's permissions", get("/readyz")[0] == 200,
-                     log_path.read_text()[-2000:]):
+
+class OperatorProcess:
+    """The built binary as a plain process, with a kubeconfig that impersonates the ServiceAccount."""
+
+    title = "the operator"
+    identity = "siren-packaging-check"
+    ready_timeout = 60
+
+    def __init__(self, plane, namespace, service_account):
+        self.port = free_port()
+        self.log_path = plane.dir / "operator.log"
+        kubeconfig = plane.kubeconfig_as(f"system:serviceaccount:{namespace}:{service_account}")
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": namespace,
+                    "POD_NAME": self.identity, "SIREN_LOG": "info",
+                    "SIREN_STATE_DIR": str(plane.dir / "state")}
+        self.env.pop("SIREN_WATCH_NAMESPACE", None)
+        self.process = None
+
+    def start(self):
+        """None once started, else what went wrong."""
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(
+                [OPERATOR_BIN, "--leader-election=true", f"--probe-address=127.0.0.1:{self.port}"],
+                env=self.env, stdout=log, stderr=log)
+        return None
+
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+    def ready(self):
+        return http_get(self.port, "/readyz")[0] == 200
+
+    def get(self, path):
+        return http_get(self.port, path)
+
+    def logs(self):
+        return self.log_path.read_text()[-2000:] if self.log_path.exists() else ""
+
+    def extra_checks(self, plane, namespace):
+        pass
+
+    def stop(self):
+        if self.process is None:
             return
-        applied = plane.kubectl("apply", "-n", "default", "-f", "-", input=SMALL_JOB)
-        check("kubectl apply of a small TrainingJob", applied.returncode == 0, applied.stderr)
-        phase, deadline = "", time.time() + 180
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def operator_run(plane, namespace, operator, job):
+    """The real operator, with nothing but the chart's permissions, runs `job` to Succeeded and
+    removes its finalizer when it is deleted. `operator` starts, probes and stops it (a process or
+    a container)."""
+    title = operator.title
+    try:
+        problem = operator.start()
+        if problem is not None:
+            check(f"{title} starts", False, f"{problem}\n{operator.logs()}")
+            return
+        deadline = time.time() + operator.ready_timeout
+        while not operator.ready() and time.time() < deadline and operator.running():
+            time.sleep(0.5)
+        if not check(f"{title} leads and is ready with the chart's permissions", operator.ready(),
+                     operator.logs()):
+            return
+        applied = plane.kubectl("apply", "-n", "default", "-f", "-", input=job.manifest)
+        check(f"kubectl apply of the TrainingJob {job.name}", applied.returncode == 0, applied.stderr)
+        phase, deadline = "", time.time() + job.timeout
         while time.time() < deadline and phase not in ("Succeeded", "Failed"):
             time.sleep(1)
-            phase = plane.kubectl("get", "tj", "packaging-check", "-n", "default",
+            phase = plane.kubectl("get", "tj", job.name, "-n", "default",
                                   "-o", "jsonpath={.status.phase}").stdout
-        check("the operator runs the job to Succeeded", phase == "Succeeded",
-              f"phase {phase!r}\n" + plane.kubectl("get", "tj", "packaging-check", "-n", "default", "-o", "yaml").stdout[-2000:]
-              + log_path.read_text()[-2000:])
-        events = plane.kubectl("get", "events.events.k8s.io", "-n", "default", "-o", "jsonpath={.items[*].reason}").stdout
-        check("the operator records events", "Started" in events and "Scheduled" in events, events)
+        check(f"{title} runs {job.name} to Succeeded", phase == "Succeeded",
+              f"phase {phase!r}\n" + plane.kubectl("get", "tj", job.name, "-n", "default", "-o", "yaml").stdout[-2000:]
+              + operator.logs())
+        # Several runs share the namespace: only this job's events count.
+        listed = plane.kubectl("get", "events.events.k8s.io", "-n", "default", "-o", "json").stdout
+        reasons = [e.get("reason") for e in json.loads(listed or '{"items": []}')["items"]
+                   if (e.get("regarding") or {}).get("name") == job.name]
+        check(f"{title} records events of {job.name}", "Started" in reasons and "Scheduled" in reasons,
+              str(reasons))
         lease = plane.kubectl("get", "lease", "siren-operator", "-n", namespace, "-o",
                               "jsonpath={.spec.holderIdentity}").stdout
-        check(f"the operator holds the Lease siren-operator in {namespace}", lease == "siren-packaging-check", lease)
-        metrics = get("/metrics")[1]
-        check("/metrics counts the job's epochs", 'siren_epochs_finished_total{namespace="default",name="packaging-check"} 2' in metrics,
+        check(f"{title} holds the Lease siren-operator in {namespace} as {operator.identity}",
+              lease == operator.identity, lease)
+        metrics = operator.get("/metrics")[1]
+        check(f"/metrics counts the epochs of {job.name}",
+              f'siren_epochs_finished_total{{namespace="default",name="{job.name}"}} {job.epochs}' in metrics,
               metrics[-1500:])
-        plane.kubectl("delete", "tj", "packaging-check", "-n", "default", "--wait=false")
+        operator.extra_checks(plane, namespace)
+        plane.kubectl("delete", "tj", job.name, "-n", "default", "--wait=false")
         gone, deadline = False, time.time() + 60
         while not gone and time.time() < deadline:
             time.sleep(1)
-            gone = "NotFound" in plane.kubectl("get", "tj", "packaging-check", "-n", "default").stderr
-        check("the operator removes its finalizer when the job is deleted", gone)
+            gone = "NotFound" in plane.kubectl("get", "tj", job.name, "-n", "default").stderr
+        check(f"{title} removes its finalizer when {job.name} is deleted", gone)
     finally:
-        operator.send_signal(signal.SIGTERM)
+        operator.stop()
+
+
+# ---------------------------------------------------------------- the image as the chart's pod
+# What the chart assumes of the cluster and what `podman run` needs to give the container the same
+# (found while writing PodmanPod; each is handled where named):
+#  - The chart's image `siren-operator:<appVersion>` has no registry: a kubelet's runtime would
+#    pull docker.io/library/siren-operator, which nobody publishes. Here --operator-image REF stands
+#    for it, with --pull=never (IfNotPresent, the image being present).
+#  - No kubelet, no Pod object: POD_NAME is a name chosen here; the token comes from the
+#    TokenRequest API unbound (a kubelet's is bound to its pod and rotated). No pod can be created
+#    either: the ServiceAccount admission plugin wants a token Secret, which only the absent
+#    controller manager makes.
+#  - In-cluster configuration: KUBERNETES_SERVICE_HOST/PORT would be the `kubernetes` Service's
+#    ClusterIP (10.96.0.1:443, through kube-proxy); here 127.0.0.1 and the API server's port, which
+#    its self-signed certificate covers. Token, ca.crt and namespace are files 0644 in a read-only
+#    bind mount, so uid 65532 reads them.
+#  - Service links (enableServiceLinks defaults to true): a kubelet gives the pod <SERVICE>_SERVICE_HOST,
+#    <SERVICE>_PORT=tcp://IP:PORT and the like for every Service of its namespace; for the chart's
+#    own Service `siren` they are SIREN_SERVICE_HOST, SIREN_PORT, SIREN_PORT_8080_TCP_ADDR, ... in
+#    the operator's own SIREN_ prefix. They are set here as a kubelet sets them.
+#  - The pod has a network namespace of its own; the container here shares the host's (the API
+#    server and redis-server listen on 127.0.0.1), so 127.0.0.1:8080 must be free, and the probes
+#    go to 127.0.0.1 instead of the pod's IP. Its host name is set to the pod's name.
+#  - readOnlyRootFilesystem: podman's --read-only also mounts writable tmpfs on /tmp, /run and
+#    /var/tmp; Kubernetes does not, so --read-only-tmpfs=false.
+#  - emptyDir: podman's --tmpfs is noexec and copies the image's files at the path up into it;
+#    an emptyDir is empty and executable, so exec,notmpcopyup. fsGroup has no podman equivalent:
+#    the pod's emptyDirs are group fsGroup with the setgid bit, these are mode 1777, and fsGroup is
+#    the supplementary group (--group-add) a kubelet gives the container.
+#  - podman passes the host's proxy variables into the container (--http-proxy), a kubelet does
+#    not; podman limits a container to 2048 processes (pids_limit), a kubelet by default not at all.
+#    podman also sets container=podman and TERM=xterm, which no pod has (the operator reads neither).
+#  - Memory limit: podman allows as much swap again (--memory-swap twice --memory); a kubelet's
+#    node runs without swap, so --memory-swap equals --memory. CPU requests become cpu.shares as a
+#    kubelet makes them; memory requests only place the pod, so they have no flag.
+#  - seccompProfile RuntimeDefault is podman's default profile (containers-common's), close to but
+#    not the same file as containerd's.
+#  - runAsNonRoot is the kubelet's check (uid 0 refused); podman has none, so this script checks the
+#    user and that the image's own USER is the chart's runAsUser.
+#  - Probes: a failing livenessProbe would make a kubelet restart the container; here it fails a
+#    check. The readinessProbe is polled more often than its periodSeconds, only to be done sooner.
+#  - Stopping: `podman stop --time 15`, not the chart's terminationGracePeriodSeconds (30); the
+#    operator, PID 1 in both, must exit on SIGTERM by itself.
+#  - No kubelet would run this job's functions in the operator's pod with a redis-server next to it:
+#    the process backend needs a store its worker processes share, so redis-server runs on loopback.
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# The operator's default --probe-address port; the chart's Service and probes name it `http`.
+CHART_PORT = 8080
+TOKEN_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+
+# What the translation knows. Fields that only place or pull the pod have no effect on a container
+# that is already here; any other field fails the check, so that a chart change cannot go untested.
+POD_FIELDS = {"serviceAccountName", "automountServiceAccountToken", "enableServiceLinks",
+              "securityContext", "containers", "volumes", "terminationGracePeriodSeconds"}
+POD_PLACEMENT_FIELDS = {"imagePullSecrets", "nodeSelector", "tolerations", "affinity", "priorityClassName"}
+CONTAINER_FIELDS = {"name", "image", "imagePullPolicy", "args", "env", "ports", "livenessProbe",
+                    "readinessProbe", "resources", "securityContext", "volumeMounts"}
+POD_SECURITY_FIELDS = {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup", "supplementalGroups",
+                       "seccompProfile"}
+CONTAINER_SECURITY_FIELDS = {"allowPrivilegeEscalation", "readOnlyRootFilesystem", "runAsNonRoot",
+                             "runAsUser", "runAsGroup", "capabilities", "seccompProfile", "privileged"}
+PROBE_FIELDS = {"httpGet", "initialDelaySeconds", "periodSeconds", "timeoutSeconds",
+                "failureThreshold", "successThreshold"}
+# Kubernetes' defaults of the probe fields the chart may leave out.
+PROBE_DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1,
+                  "failureThreshold": 3, "successThreshold": 1}
+QUANTITY_SUFFIXES = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+                     "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
+
+
+class Untranslatable(Exception):
+    """A part of the chart's pod that this check cannot start as a kubelet would."""
+
+
+def known_fields(obj, known, where):
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise Untranslatable(f"{where}: {', '.join(unknown)} (unknown to scripts/check-packaging.sh's "
+                             "translation: teach PodmanPod what a kubelet does with it)")
+
+
+def quantity(value, where):
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?", str(value))
+    if not match:
+        raise Untranslatable(f"{where}: cannot read the quantity {value!r}")
+    return float(match.group(1)) * QUANTITY_SUFFIXES[match.group(2) or ""]
+
+
+def service_link_env(services, apiserver_port):
+    """The variables a kubelet derives from the Services of the pod's namespace, and from the
+    `kubernetes` Service (here: the API server on loopback)."""
+    env = {}
+
+    def add(name, address, ports):
+        prefix = name.upper().replace("-", "_")
+        env[f"{prefix}_SERVICE_HOST"] = address
+        env[f"{prefix}_SERVICE_PORT"] = str(ports[0]["port"])
+        for port in ports:
+            if port.get("name"):
+                env[f"{prefix}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(port["port"])
+        first = ports[0]
+        env[f"{prefix}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{address}:{first['port']}"
+        for port in ports:
+            protocol = port.get("protocol", "TCP")
+            base = f"{prefix}_PORT_{port['port']}_{protocol.upper()}"
+            env[base] = f"{protocol.lower()}://{address}:{port['port']}"
+            env[f"{base}_PROTO"] = protocol.lower()
+            env[f"{base}_PORT"] = str(port["port"])
+            env[f"{base}_ADDR"] = address
+
+    for service in services:
+        spec = service.get("spec") or {}
+        if spec.get("clusterIP") not in (None, "", "None") and spec.get("ports"):
+            add(service["metadata"]["name"], spec["clusterIP"], spec["ports"])
+    add("kubernetes", "127.0.0.1", [{"name": "https", "port": apiserver_port, "protocol": "TCP"}])
+    return env
+
+
+class PodmanPod:
+    """The chart's pod (its one container) as `podman run` options, or Untranslatable naming what
+    has no translation."""
+
+    def __init__(self, deployment, namespace, pod_name, service_account, service_env):
+        pod = deployment["spec"]["template"]["spec"]
+        known_fields(pod, POD_FIELDS | POD_PLACEMENT_FIELDS, "the pod's spec")
+        if len(pod.get("containers") or []) != 1:
+            raise Untranslatable(f"the pod has {len(pod.get('containers') or [])} containers, not 1")
+        container = pod["containers"][0]
+        known_fields(container, CONTAINER_FIELDS, f"the container {container.get('name')}")
+        if pod.get("serviceAccountName") != service_account:
+            raise Untranslatable(f"the pod runs as ServiceAccount {pod.get('serviceAccountName')!r}, "
+                                 f"not {service_account!r}")
+        if pod.get("automountServiceAccountToken") is False:
+            raise Untranslatable("automountServiceAccountToken: false leaves the operator without "
+                                 "in-cluster credentials")
+        self.image = container.get("image")
+        self.args = [str(a) for a in container.get("args") or []]
+        self.options = []
+        self._security(pod.get("securityContext") or {}, container.get("securityContext") or {})
+        self.ports = self._ports(container.get("ports") or [])
+        self.env = dict(service_env) if pod.get("enableServiceLinks", True) else {
+            k: v for k, v in service_env.items() if k.startswith("KUBERNETES_")}
+        self._env(container.get("env") or [], namespace, pod_name)
+        self._volumes(container.get("volumeMounts") or [], pod.get("volumes") or [])
+        self._resources(container.get("resources") or {})
+        if "readinessProbe" not in container:
+            raise Untranslatable("the container has no readinessProbe: nothing says when the operator leads")
+        self.readiness = self._probe(container["readinessProbe"], "readinessProbe")
+        self.liveness = self._probe(container["livenessProbe"], "livenessProbe") if "livenessProbe" in container else None
+        for text in self.args + list(self.env.values()):
+            if "$(" in text:
+                raise Untranslatable(f"{text!r}: a kubelet expands $(VAR) in args and env, podman does not")
+
+    def _security(self, pod_context, context):
+        known_fields(pod_context, POD_SECURITY_FIELDS, "the pod's securityContext")
+        known_fields(context, CONTAINER_SECURITY_FIELDS, "the container's securityContext")
+        # The container's settings win over the pod's, field by field.
+        merged = {**{k: v for k, v in pod_context.items() if k not in ("fsGroup", "supplementalGroups")},
+                  **context}
+        self.uid, self.gid = merged.get("runAsUser"), merged.get("runAsGroup")
+        self.run_as_non_root = bool(merged.get("runAsNonRoot"))
+        if self.uid is not None:
+            self.options += ["--user", f"{self.uid}:{self.gid}" if self.gid is not None else str(self.uid)]
+        elif self.gid is not None:
+            raise Untranslatable("runAsGroup without runAsUser")
+        for group in ([pod_context["fsGroup"]] if "fsGroup" in pod_context else []) + list(pod_context.get("supplementalGroups") or []):
+            self.options += ["--group-add", str(group)]
+        if merged.get("privileged"):
+            raise Untranslatable("privileged: true")
+        if merged.get("allowPrivilegeEscalation") is False:
+            self.options += ["--security-opt", "no-new-privileges"]
+        if merged.get("readOnlyRootFilesystem"):
+            self.options += ["--read-only", "--read-only-tmpfs=false"]
+        capabilities = merged.get("capabilities") or {}
+        known_fields(capabilities, {"drop", "add"}, "securityContext.capabilities")
+        if capabilities.get("add"):
+            raise Untranslatable(f"securityContext.capabilities.add: {capabilities['add']}")
+        for capability in capabilities.get("drop") or []:
+            self.options += ["--cap-drop", str(capability).lower()]
+        seccomp = merged.get("seccompProfile") or {"type": "RuntimeDefault"}
+        if seccomp != {"type": "RuntimeDefault"}:
+            if seccomp == {"type": "Unconfined"}:
+                self.options += ["--security-opt", "seccomp=unconfined"]
+            else:
+                raise Untranslatable(f"securityContext.seccompProfile: {json.dumps(seccomp)}")
+
+    def _ports(self, ports):
+        by_name = {}
+        for port in ports:
+            known_fields(port, {"name", "containerPort", "protocol"}, f"the container port {port.get('name')}")
+            if port.get("protocol", "TCP") != "TCP":
+                raise Untranslatable(f"the container port {port.get('name')}: protocol {port['protocol']}")
+            by_name[port.get("name") or str(port["containerPort"])] = int(port["containerPort"])
+        return by_name
+
+    def _env(self, env, namespace, pod_name):
+        fields = {"metadata.namespace": namespace, "metadata.name": pod_name}
+        for variable in env:
+            name = variable["name"]
+            known_fields(variable, {"name", "value", "valueFrom"}, f"env {name}")
+            if "valueFrom" in variable:
+                source = variable["valueFrom"] or {}
+                field = source.get("fieldRef") or {}
+                if set(source) != {"fieldRef"} or set(field) - {"fieldPath", "apiVersion"} \
+                        or field.get("fieldPath") not in fields:
+                    raise Untranslatable(f"env {name}: valueFrom {json.dumps(source)} (only fieldRef "
+                                         f"{' and '.join(sorted(fields))} are resolved here)")
+                self.env[name] = fields[field["fieldPath"]]
+            else:
+                self.env[name] = str(variable.get("value", ""))
+
+    def _volumes(self, mounts, volumes):
+        by_name = {v["name"]: v for v in volumes}
+        for mount in mounts:
+            name = mount.get("name")
+            known_fields(mount, {"name", "mountPath", "readOnly"}, f"the volumeMount {name}")
+            volume = by_name.get(name)
+            if volume is None:
+                raise Untranslatable(f"the volumeMount {name}: no such volume in the pod")
+            kinds = sorted(set(volume) - {"name"})
+            if kinds != ["emptyDir"]:
+                raise Untranslatable(f"the volume {name} is {', '.join(kinds) or 'of no kind'}: only "
+                                     "emptyDir volumes translate (to tmpfs)")
+            empty_dir = volume["emptyDir"] or {}
+            known_fields(empty_dir, {"medium", "sizeLimit"}, f"the emptyDir {name}")
+            options = ["ro" if mount.get("readOnly") else "rw", "exec", "nosuid", "nodev", "notmpcopyup",
+                       "mode=1777"]
+            if "sizeLimit" in empty_dir:
+                options.append(f"size={int(quantity(empty_dir['sizeLimit'], f'the emptyDir {name}'))}")
+            self.options += ["--tmpfs", f"{mount['mountPath']}:{','.join(options)}"]
+
+    def _resources(self, resources):
+        known_fields(resources, {"limits", "requests"}, "resources")
+        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+        known_fields(limits, {"cpu", "memory"}, "resources.limits")
+        known_fields(requests, {"cpu", "memory"}, "resources.requests")
+        if "memory" in limits:
+            memory = str(int(quantity(limits["memory"], "resources.limits.memory")))
+            self.options += ["--memory", memory, "--memory-swap", memory]
+        if "cpu" in limits:
+            self.options += ["--cpus", f"{quantity(limits['cpu'], 'resources.limits.cpu'):g}"]
+        # A kubelet turns the CPU request (else the limit) into cpu.shares, at least 2.
+        cpu = requests.get("cpu", limits.get("cpu"))
+        if cpu is not None:
+            shares = max(2, int(quantity(cpu, "resources.requests.cpu") * 1024))
+            self.options += ["--cpu-shares", str(shares)]
+
+    def _probe(self, probe, what):
+        known_fields(probe, PROBE_FIELDS, what)
+        if "httpGet" not in probe:
+            raise Untranslatable(f"{what}: only httpGet probes translate")
+        get = probe["httpGet"]
+        known_fields(get, {"path", "port", "scheme"}, f"{what}.httpGet")
+        if get.get("scheme", "HTTP") != "HTTP":
+            raise Untranslatable(f"{what}.httpGet.scheme: {get['scheme']}")
+        port = get.get("port")
+        if isinstance(port, str) and not port.isdigit():
+            if port not in self.ports:
+                raise Untranslatable(f"{what}: no container port named {port!r}")
+            port = self.ports[port]
+        return {**PROBE_DEFAULTS, **{k: v for k, v in probe.items() if k != "httpGet"},
+                "path": get.get("path", "/"), "port": int(port)}
+
+
+def probe_passes(probe):
+    status = http_get(probe["port"], probe["path"], timeout=probe["timeoutSeconds"])[0]
+    return status is not None and 200 <= status < 400
+
+
+class LivenessMonitor(threading.Thread):
+    """The livenessProbe as a kubelet runs it: from initialDelaySeconds on, every periodSeconds;
+    `tripped` says when it failed failureThreshold times in a row (a kubelet would restart)."""
+
+    def __init__(self, probe):
+        super().__init__(daemon=True)
+        self.probe, self.stopped, self.tripped, self.probes = probe, threading.Event(), None, 0
+
+    def run(self):
+        if self.stopped.wait(self.probe["initialDelaySeconds"]):
+            return
+        failures = 0
+        while not self.stopped.is_set():
+            self.probes += 1
+            failures = 0 if probe_passes(self.probe) else failures + 1
+            if failures >= self.probe["failureThreshold"] and self.tripped is None:
+                self.tripped = f"{failures} failures in a row by {time.strftime('%H:%M:%S')}"
+            if self.stopped.wait(self.probe["periodSeconds"]):
+                return
+
+
+class OperatorContainer:
+    """The image started by podman as a kubelet starts the chart's pod (see PodmanPod), with
+    in-cluster configuration from a real ServiceAccount token."""
+
+    title = "the operator's container"
+    ready_timeout = 120
+
+    def __init__(self, pod, image, pod_name, service_account_dir, user):
+        self.pod, self.identity, self.user = pod, pod_name, user
+        self.name = f"siren-packaging-{os.getpid()}"
+        self.command = [
+            "podman", "run", "--detach", "--name", self.name, "--pull=never",
+            "--network", "host", "--hostname", pod_name, "--http-proxy=false", "--pids-limit=-1",
+            *pod.options,
+            "--mount", f"type=bind,source={service_account_dir},destination={SERVICE_ACCOUNT_DIR},ro=true",
+            *[f"--env={k}={v}" for k, v in sorted(pod.env.items())],
+            image, *pod.args,
+        ]
+        self.liveness = LivenessMonitor(pod.liveness) if pod.liveness else None
+        self.started = False
+        self.since = ""
+
+    def start(self):
+        print("     " + " ".join(self.command), flush=True)
+        self.since = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # The vfs storage driver copies the image's layers for every new container.
+        started = run(self.command, timeout=600)
+        if started.returncode:
+            return f"podman run: {started.stderr.strip()}"
+        self.started = True
+        if self.liveness:
+            self.liveness.start()
+        return None
+
+    def running(self):
+        state = run(["podman", "inspect", "--format", "{{.State.Running}}", self.name])
+        return state.stdout.strip() == "true"
+
+    def ready(self):
+        return probe_passes(self.pod.readiness)
+
+    def get(self, path):
+        return http_get(self.pod.ports.get("http", CHART_PORT), path)
+
+    def logs(self):
+        logs = run(["podman", "logs", self.name])
+        return (logs.stdout + logs.stderr)[-3000:]
+
+    def extra_checks(self, plane, namespace):
+        # The API server's audit log names the user of every write to the Lease since the start.
+        writes = []
+        for line in plane.audit_log.read_text().splitlines() if plane.audit_log.exists() else []:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            ref = event.get("objectRef") or {}
+            if (ref.get("resource"), ref.get("namespace"), ref.get("name")) == ("leases", namespace, "siren-operator") \
+                    and event.get("verb") in ("create", "update", "patch") \
+                    and event.get("requestReceivedTimestamp", "") >= self.since:
+                writes.append(((event.get("user") or {}).get("username"),
+                               (event.get("impersonatedUser") or {}).get("username")))
+        check(f"{self.title} writes the Lease as {self.user} itself (its token, no impersonation)",
+              bool(writes) and set(writes) == {(self.user, None)},
+              f"(user, impersonated user) of the Lease writes since the start: {sorted(set(writes), key=str)}")
+        if self.liveness:
+            # A short job can end before the first probe is due; the probe must have run for the
+            # check to say anything.
+            due = time.time() + self.pod.liveness["initialDelaySeconds"] + self.pod.liveness["periodSeconds"] + 5
+            while self.liveness.probes == 0 and time.time() < due:
+                time.sleep(0.5)
+            check(f"{self.title}'s livenessProbe never fails {self.pod.liveness['failureThreshold']} times in a row",
+                  self.liveness.probes > 0 and self.liveness.tripped is None,
+                  f"{self.liveness.tripped or 'never probed'}\n{self.logs()}")
+
+    def stop(self):
+        if self.liveness:
+            self.liveness.stopped.set()
         try:
-            operator.wait(timeout=15)
+            if self.started and self.running():
+                stopped = run(["podman", "stop", "--time", "15", self.name], timeout=60)
+                code = run(["podman", "inspect", "--format", "{{.State.ExitCode}}", self.name]).stdout.strip()
+                check(f"{self.title} exits 0 on SIGTERM within 15 s (PID 1 handles it)", code == "0",
+                      f"exit code {code!r} {stopped.stderr.strip()}\n{self.logs()}")
+        finally:
+            run(["podman", "rm", "--force", self.name], timeout=120)
+
+
+class RedisServer:
+    """redis-server on a free loopback port, without persistence."""
+
+    def __init__(self, directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(directory), "--logfile", str(directory / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port, "redis-server", timeout=10)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            operator.kill()
-            operator.wait()
+            self.process.kill()
+            self.process.wait()
+
+
+def port_free(port):
+    """Whether the operator could bind 0.0.0.0:port (Rust's listeners set SO_REUSEADDR too)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except OSError:
+        pass
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+
+def service_account_token(plane, namespace, service_account):
+    """A token of the ServiceAccount from the TokenRequest API, as a kubelet gets one; (token,
+    problem)."""
+    request = plane.dir / "token-request.json"
+    request.write_text(json.dumps({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": [TOKEN_AUDIENCE], "expirationSeconds": 3600}}))
+    created = plane.kubectl("create", "--raw",
+                            f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
+                            "-f", str(request))
+    if created.returncode:
+        return None, created.stderr.strip()
+    try:
+        return json.loads(created.stdout)["status"]["token"], None
+    except (ValueError, KeyError) as error:
+        return None, f"{error!r} in {created.stdout[:500]}"
+
+
+def container_run(plane, namespace, service_account, deployment, image):
+    """The image runs as the chart's rendered pod would under a kubelet (PodmanPod), with in-cluster
+    configuration and nothing but the chart's RBAC, and runs a job on Fashion-MNIST with the
+    process backend."""
+    user = f"system:serviceaccount:{namespace}:{service_account}"
+    missing = [tool for tool in ("podman", "redis-server") if not shutil.which(tool)]
+    if not check("podman and redis-server for the container run (--operator-image)", not missing,
+                 f"not on PATH: {', '.join(missing)}"):
+        return
+    app_version = load((CHART / "Chart.yaml").read_text())["appVersion"]
+    chart_image = deployment["spec"]["template"]["spec"]["containers"][0].get("image")
+    check(f"the chart's default image is siren-operator:{app_version}, for which {image} stands",
+          chart_image == f"siren-operator:{app_version}", f"the Deployment's image is {chart_image!r}")
+    inspected = run(["podman", "image", "inspect", "--format", "{{.Config.User}}", image])
+    if not check(f"{image} is in podman's local storage", inspected.returncode == 0,
+                 f"{inspected.stderr.strip()} (scripts/build-images.sh builds it)"):
+        return
+    image_user = inspected.stdout.strip()
+
+    listed = plane.kubectl("get", "services", "-n", namespace, "-o", "json")
+    services = json.loads(listed.stdout)["items"] if listed.returncode == 0 else []
+    # A Deployment's pods are named <deployment>-<template hash>-<suffix>.
+    pod_name = f"{deployment['metadata']['name']}-packaging-{os.getpid()}"
+    try:
+        pod = PodmanPod(deployment, namespace, pod_name, service_account,
+                        service_link_env(services, plane.port))
+    except Untranslatable as error:
+        check("the chart's pod translates to podman run options", False, str(error))
+        return
+    check("the chart's pod translates to podman run options", True)
+    if pod.run_as_non_root:
+        effective = str(pod.uid) if pod.uid is not None else image_user.split(":")[0]
+        check("runAsNonRoot: the container's user is not root", effective.isdigit() and effective != "0",
+              f"user {effective!r} (a kubelet refuses root and non-numeric users)")
+    check(f"{image}'s USER is the chart's runAsUser {pod.uid}", image_user.split(":")[0] == str(pod.uid),
+          f"the image's user is {image_user!r}")
+    http_port = pod.ports.get("http")
+    check(f"the container port `http` is the operator's default probe port {CHART_PORT}",
+          http_port == CHART_PORT and "SIREN_PROBE_ADDRESS" not in pod.env
+          and not any(a.startswith("--probe-address") for a in pod.args),
+          f"ports {pod.ports}, args {pod.args}, SIREN_PROBE_ADDRESS {pod.env.get('SIREN_PROBE_ADDRESS')!r}")
+    if not check(f"127.0.0.1:{CHART_PORT} is free for the container on the host's network",
+                 port_free(CHART_PORT),
+                 f"something listens on port {CHART_PORT}; the chart's container always listens there and "
+                 "shares the host's network here: stop it and run again"):
+        return
+
+    token, problem = service_account_token(plane, namespace, service_account)
+    if not check(f"a TokenRequest for {user}", token is not None, problem or ""):
+        return
+    # The token is the ServiceAccount's own: the chart's RBAC, nothing more.
+    allowed = plane.kubectl("--token", token, "auth", "can-i", "update", "leases.coordination.k8s.io",
+                            "-n", namespace).stdout.strip()
+    refused = plane.kubectl("--token", token, "auth", "can-i", "create", "pods", "-n", "default").stdout.strip()
+    check(f"the token is {user}'s: it may update leases in {namespace} and may not create pods",
+          (allowed, refused) == ("yes", "no"), f"update leases: {allowed!r}, create pods: {refused!r}")
+    credentials = plane.dir / "serviceaccount"
+    credentials.mkdir()
+    os.chmod(credentials, 0o755)
+    for name, text in (("token", token), ("ca.crt", (plane.dir / "certs/apiserver.crt").read_text()),
+                       ("namespace", namespace)):
+        (credentials / name).write_text(text)
+        os.chmod(credentials / name, 0o644)
+
+    try:
+        redis = RedisServer(plane.dir / "redis")
+    except RuntimeError as error:
+        check("redis-server starts for the container's job", False, str(error))
+        return
+    try:
+        operator = OperatorContainer(pod, image, pod_name, credentials, user)
+        operator_run(plane, namespace, operator, image_job(redis.url))
+    finally:
+        redis.stop()
 
 
 def cluster_checks(helm, kustomized):
@@ -598,8 +1241,8 @@ def cluster_checks(helm, kustomized):
             kustomized = docs(built.stdout) if built.returncode == 0 else []
         compare_with_kustomize(manifest, kustomized)
         rendered = {key(o): o for o in docs(manifest)}
-        deployment = rendered[("Deployment", "siren-system", "siren")]
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        default_deployment = rendered[("Deployment", "siren-system", "siren")]
+        container = default_deployment["spec"]["template"]["spec"]["containers"][0]
         check("the default Deployment passes --leader-election=true", "--leader-election=true" in container["args"])
         check("the default Deployment has no SIREN_WATCH_NAMESPACE",
               all(e["name"] != "SIREN_WATCH_NAMESPACE" for e in container["env"]))
@@ -663,13 +1306,15 @@ def cluster_checks(helm, kustomized):
                 print(f"     ({str(error).splitlines()[0][:160]})")
 
         if os.path.isfile(OPERATOR_BIN) and os.access(OPERATOR_BIN, os.X_OK):
-            operator_run(plane, "siren-system", "siren")
+            operator_run(plane, "siren-system", OperatorProcess(plane, "siren-system", "siren"), SMALL_JOB)
         else:
             missing = f"no operator binary at {OPERATOR_BIN} (cargo build --release --bin siren-operator)"
             if REQUIRE_OPERATOR:
                 check("the operator run (--require-operator)", False, missing)
             else:
                 print(f"skip the operator run: {missing}")
+        if OPERATOR_IMAGE:
+            container_run(plane, "siren-system", "siren", default_deployment, OPERATOR_IMAGE)
     finally:
         plane.stop()
 
@@ -685,7 +1330,7 @@ def manifest_checks():
         established = plane.kubectl("wait", "--for=condition=established", "--timeout=30s",
                                     "crd/trainingjobs.siren.dev")
         check("the manifests' CRD is established", established.returncode == 0, established.stderr.strip())
-        operator_run(plane, "siren-system", "siren")
+        operator_run(plane, "siren-system", OperatorProcess(plane, "siren-system", "siren"), SMALL_JOB)
     finally:
         plane.stop()
 
@@ -695,8 +1340,9 @@ def main():
     kustomized = static_checks(helm)
     if helm and APISERVER:
         cluster_checks(helm, kustomized)
-    elif REQUIRE_OPERATOR:
-        check("the cluster checks and the operator run (--require-operator)", False,
+    elif REQUIRE_OPERATOR or OPERATOR_IMAGE:
+        check("the cluster checks and the operator run"
+              + (" (--require-operator)" if REQUIRE_OPERATOR else " in a container (--operator-image)"), False,
               "no Helm library on this platform" if not helm else "no kube-apiserver")
     else:
         print("skip the cluster checks" + ("" if helm else ": no Helm library on this platform"))

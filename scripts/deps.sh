@@ -110,3 +110,41 @@ siren_test_deps() {
   [ ${#packages[@]} -eq 0 ] || siren_apt_install "${packages[@]}"
   siren_python_env
 }
+
+# Daemonless containers for scripts/build-images.sh and the container tests: Debian's buildah and
+# podman with runc. On machines of this kind, which are themselves containers (cgroups v1, no
+# CAP_SYS_RESOURCE), podman needs runc with the cgroupfs manager (crun refuses the hybrid cgroup
+# layout) and no default ulimits (raising RLIMIT_NOFILE/NPROC fails), and buildah and podman must
+# share one storage driver (vfs works everywhere). Those settings live in configuration files of
+# Siren's own, selected by CONTAINERS_CONF and CONTAINERS_STORAGE_CONF, so the machine's
+# /etc/containers is neither read nor changed. With --install-only, the packages alone.
+siren_container_tools() {
+  local packages=()
+  command -v buildah >/dev/null 2>&1 || packages+=(buildah)
+  command -v podman >/dev/null 2>&1 || packages+=(podman)
+  [ -x /usr/sbin/runc ] || command -v runc >/dev/null 2>&1 || packages+=(runc)
+  [ ${#packages[@]} -eq 0 ] || siren_apt_install "${packages[@]}"
+  [ "${1:-}" = "--install-only" ] && return 0
+  local dir="$SIREN_CACHE/containers" runc
+  runc="$(command -v runc || echo /usr/sbin/runc)"
+  mkdir -p "$dir"
+  cat >"$dir/containers.conf" <<CONF
+[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+
+[engine.runtimes]
+runc = ["$runc"]
+CONF
+  cat >"$dir/storage.conf" <<CONF
+[storage]
+driver = "vfs"
+graphroot = "$dir/storage"
+runroot = "$dir/run"
+CONF
+  export CONTAINERS_CONF="$dir/containers.conf" CONTAINERS_STORAGE_CONF="$dir/storage.conf"
+}

@@ -24,7 +24,25 @@ cargo test --release --locked --workspace
 # The Helm chart and config/operator's manifests (about 25 s): static checks (CRD copies, values
 # schema, helm lint, docs/api-reference.md), then installs into a real kube-apiserver, where the
 # siren-operator the tests above built must run a job with nothing but the chart's permissions.
-bash scripts/check-packaging.sh --require-operator
+# The images, built daemonless from the release binaries above (scripts/build-images.sh: sizes
+# within their targets), checked against docker/'s Dockerfiles, then run: the operator image as the
+# chart's pod with in-cluster configuration (in check-packaging.sh), the worker image as the
+# replicas of the Knative stand-in and the OpenFaaS fake gateway, and the Lambda bundle's
+# `bootstrap` against the Lambda Runtime API emulator.
+siren_container_tools
+bash scripts/build-images.sh --no-build
+images="$CARGO_TARGET_DIR/images"
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
+python3 scripts/check-image-layout.py docker/worker.Dockerfile "$images/siren-worker-$version.oci.tar"
+python3 scripts/check-image-layout.py docker/operator.Dockerfile "$images/siren-operator-$version.oci.tar"
+python3 scripts/check-image-layout.py docker/operator.Dockerfile:fashion-mnist \
+  "$images/siren-operator-$version-fashion-mnist.oci.tar"
+bash scripts/check-packaging.sh --require-operator \
+  --operator-image "localhost/siren-operator:$version-fashion-mnist"
+SIREN_E2E_WORKER_IMAGE="localhost/siren-worker:$version" \
+  cargo test --release --locked --workspace --test operator_platforms
+SIREN_E2E_LAMBDA_BUNDLE="$images/siren-lambda-$version-x86_64.zip" \
+  cargo test --release --locked --workspace --test lambda_backend
 # Every TrainingJob field, enum value and condition reason the operator writes is in the user guide.
 python3 scripts/check-user-guide.py
 # The acceptance runs. `--workspace --test NAME` rather than `-p PACKAGE`: cargo then resolves

@@ -1,12 +1,14 @@
 //! A fake OpenFaaS gateway on loopback: the REST API's routes for deploying, reading, scaling,
 //! deleting and invoking one function and for its secrets, with basic auth on `/system`, recording
-//! every request it receives. Invocations reach real `siren-worker` processes, as many as the
-//! function is scaled to, with the secrets the deployment lists mounted as files (in a directory of
-//! the test's, where faas-netes uses `/var/openfaas/secrets`) and its `envVars` set.
+//! every request it receives. Invocations reach real `siren-worker`s (processes, or containers
+//! with the deployment's `limits` when `SIREN_E2E_WORKER_IMAGE` is set), as many as the function is
+//! scaled to, with the secrets the deployment lists mounted as files (in a directory of the
+//! test's, where faas-netes uses `/var/openfaas/secrets`) and its `envVars` set.
 //! It proves what the operator asks of a gateway and that training works through one; it does not
 //! prove that a real faas-netes accepts the requests (the golden requests pin them to the API).
 
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -18,7 +20,8 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::worker_pool::{ServerGuard, WorkerPool, serve};
+use crate::limits::FunctionLimits;
+use crate::worker_pool::{ServerGuard, WorkerPool, WorkerSpec, serve};
 
 /// One request the gateway received.
 #[derive(Debug, Clone)]
@@ -39,8 +42,9 @@ const SECRETS_MOUNT: &str = "/var/openfaas/secrets";
 struct Function {
     deployment: Value,
     replicas: u64,
-    /// The replicas' environment: `envVars`, with the secrets' mount moved to the test's directory.
-    env: Vec<(String, String)>,
+    /// What the replicas get: `envVars` (with the secrets' mount moved to the test's directory),
+    /// that directory, and the deployment's `limits`.
+    spec: WorkerSpec,
 }
 
 /// Secrets by name, each a set of files (key, content).
@@ -81,12 +85,14 @@ impl FakeOpenFaas {
     }
 
     fn start_with(user: &str, password: &str, pool: WorkerPool) -> Self {
+        let mounts = tempfile::tempdir().expect("a directory for mounted secrets");
+        readable_by_the_function(mounts.path(), 0o755).expect("a directory the functions read");
         let state = Gateway {
             credentials: format!("{user}:{password}"),
             received: Arc::default(),
             functions: Arc::default(),
             secrets: Arc::default(),
-            mounts: Arc::new(tempfile::tempdir().expect("a directory for mounted secrets")),
+            mounts: Arc::new(mounts),
             pool,
         };
         let router = Router::new()
@@ -125,10 +131,22 @@ impl FakeOpenFaas {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
-    /// Worker processes running now.
+    /// Workers running now.
     pub fn replicas(&self) -> usize {
         self.pool.size()
     }
+
+    /// The function's replicas, for what they were (processes or containers) and got.
+    pub fn pool(&self) -> &WorkerPool {
+        &self.pool
+    }
+}
+
+/// The functions' container runs as a user of its own (65532), not as the test's: the secrets'
+/// directories and files must be readable by others, as faas-netes mounts them into a pod.
+fn readable_by_the_function(path: &std::path::Path, mode: u32) -> Result<(), String> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot make {} readable: {e}", path.display()))
 }
 
 fn record(state: &Gateway, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> bool {
@@ -175,9 +193,20 @@ async fn deploy(
         .as_str()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
+    let limits = match FunctionLimits::from_kubernetes(&deployment["limits"]) {
+        Ok(limits) => limits,
+        Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
+    };
     let env = match mount_secrets(&state, &name, &deployment) {
         Ok(env) => env,
         Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
+    };
+    let spec = WorkerSpec {
+        env,
+        limits,
+        // The whole directory, which outlives every function's: a function's own is made anew
+        // on each deployment, and a bind mount of it would keep showing the old one.
+        mounts: vec![state.mounts.path().to_path_buf()],
     };
     {
         let Ok(mut functions) = state.functions.lock() else {
@@ -192,11 +221,11 @@ async fn deploy(
             Function {
                 deployment,
                 replicas,
-                env: env.clone(),
+                spec: spec.clone(),
             },
         );
     }
-    resize(&state, replicas as usize, env).await
+    resize(&state, replicas as usize, spec).await
 }
 
 /// Writes the secrets `deployment` lists as the files of its mount, and its `envVars` with the
@@ -209,6 +238,7 @@ fn mount_secrets(
     let mount = state.mounts.path().join(function);
     let _ = std::fs::remove_dir_all(&mount);
     std::fs::create_dir_all(&mount).map_err(|e| e.to_string())?;
+    readable_by_the_function(&mount, 0o755)?;
     let secrets = state.secrets.lock().map_err(|_| "secrets poisoned")?;
     for name in deployment["secrets"].as_array().into_iter().flatten() {
         let name = name.as_str().unwrap_or_default();
@@ -216,7 +246,9 @@ fn mount_secrets(
             .get(name)
             .ok_or_else(|| format!("secret {name} does not exist"))?;
         for (key, value) in files {
-            std::fs::write(mount.join(key), value).map_err(|e| e.to_string())?;
+            let file = mount.join(key);
+            std::fs::write(&file, value).map_err(|e| e.to_string())?;
+            readable_by_the_function(&file, 0o644)?;
         }
     }
     let mount = mount.display().to_string();
@@ -273,9 +305,9 @@ async fn secrets(
     }
 }
 
-async fn resize(state: &Gateway, replicas: usize, env: Vec<(String, String)>) -> Response {
+async fn resize(state: &Gateway, replicas: usize, spec: WorkerSpec) -> Response {
     let pool = state.pool.clone();
-    match tokio::task::spawn_blocking(move || pool.resize(replicas, &env)).await {
+    match tokio::task::spawn_blocking(move || pool.resize(replicas, &spec)).await {
         Ok(Ok(())) => StatusCode::ACCEPTED.into_response(),
         Ok(Err(error)) => (StatusCode::INTERNAL_SERVER_ERROR, error).into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
@@ -304,7 +336,7 @@ async fn remove(
     if !removed {
         return (StatusCode::NOT_FOUND, "no such function").into_response();
     }
-    resize(&state, 0, Vec::new()).await;
+    resize(&state, 0, WorkerSpec::default()).await;
     StatusCode::ACCEPTED.into_response()
 }
 
@@ -350,7 +382,7 @@ async fn scale(
     let Some(replicas) = replicas else {
         return (StatusCode::BAD_REQUEST, "no replicas").into_response();
     };
-    let (changed, env) = {
+    let (changed, spec) = {
         let Ok(mut functions) = state.functions.lock() else {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         };
@@ -359,10 +391,10 @@ async fn scale(
         };
         let changed = function.replicas != replicas;
         function.replicas = replicas;
-        (changed, function.env.clone())
+        (changed, function.spec.clone())
     };
     if changed || state.pool.size() as u64 != replicas {
-        return resize(&state, replicas as usize, env).await;
+        return resize(&state, replicas as usize, spec).await;
     }
     StatusCode::ACCEPTED.into_response()
 }

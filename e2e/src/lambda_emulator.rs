@@ -3,8 +3,10 @@
 //! execution environments do.
 
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::{start_on_a_free_port, wait_until_listening};
@@ -103,7 +105,106 @@ impl Drop for LambdaEmulator {
     }
 }
 
-/// The workspace's `siren-lambda` binary, built beside the running test binary.
+/// Names a Lambda bundle (the zip of one `bootstrap`, as scripts/lambda-bundle.sh builds it) whose
+/// handler the instances run instead of the workspace's binary.
+pub const LAMBDA_BUNDLE_ENV: &str = "SIREN_E2E_LAMBDA_BUNDLE";
+
+/// The handler the instances run: the `bootstrap` of the bundle `SIREN_E2E_LAMBDA_BUNDLE` names,
+/// else the workspace's `siren-lambda`, built beside the running test binary.
 pub fn lambda_binary() -> PathBuf {
-    crate::workspace_binary(FUNCTION)
+    match lambda_bundle() {
+        Some(bootstrap) => bootstrap.to_path_buf(),
+        None => crate::workspace_binary(FUNCTION),
+    }
+}
+
+/// The `bootstrap` of the bundle `SIREN_E2E_LAMBDA_BUNDLE` names, when it names one: extracted
+/// once per test binary, into a directory that lasts as long as the binary runs.
+///
+/// Panics when the file is not a zip or holds no `bootstrap`.
+pub fn lambda_bundle() -> Option<&'static Path> {
+    static BOOTSTRAP: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BOOTSTRAP
+        .get_or_init(|| {
+            let zip = std::env::var_os(LAMBDA_BUNDLE_ENV).filter(|zip| !zip.is_empty())?;
+            Some(extract_bootstrap(Path::new(&zip)))
+        })
+        .as_deref()
+}
+
+const BUNDLE_DIR_PREFIX: &str = "siren-lambda-bundle-";
+
+/// Extracts with Python's zipfile module (python3 is already the moto server's and cargo-lambda's
+/// runtime), which leaves file modes behind: the handler is made executable here, as Lambda runs
+/// it.
+fn extract_bootstrap(zip: &Path) -> PathBuf {
+    let dir = bundle_dir();
+    let output = Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(zip)
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run python3 to extract the Lambda bundle {} ({LAMBDA_BUNDLE_ENV}): {e}",
+                zip.display()
+            )
+        });
+    assert!(
+        output.status.success(),
+        "{} ({LAMBDA_BUNDLE_ENV}) is not a Lambda bundle that can be extracted (a zip holding \
+         `bootstrap`): python3 -m zipfile ended with {}: {}",
+        zip.display(),
+        output.status,
+        // A Python traceback, whose last line says what was wrong.
+        String::from_utf8_lossy(&output.stderr)
+            .trim()
+            .lines()
+            .next_back()
+            .unwrap_or_default()
+    );
+    let bootstrap = dir.join("bootstrap");
+    if !bootstrap.is_file() {
+        let held: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        panic!(
+            "the Lambda bundle {} ({LAMBDA_BUNDLE_ENV}) has no `bootstrap` at its top; it holds {held:?}",
+            zip.display()
+        );
+    }
+    std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("cannot make {} executable: {e}", bootstrap.display()));
+    bootstrap
+}
+
+/// A directory of this process's own for the extracted handler. Nothing removes it when the test
+/// binary exits (a static is never dropped), so the directories of test binaries that have exited
+/// are removed here instead: a bundle is tens of megabytes.
+fn bundle_dir() -> PathBuf {
+    let temp = std::env::temp_dir();
+    for entry in std::fs::read_dir(&temp).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(BUNDLE_DIR_PREFIX))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = temp.join(format!("{BUNDLE_DIR_PREFIX}{}", std::process::id()));
+    // Left by an earlier process that had this id.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {} for the Lambda bundle: {e}", dir.display()));
+    dir
 }

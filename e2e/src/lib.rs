@@ -3,6 +3,7 @@
 mod fake_openfaas;
 mod kube_apiserver;
 mod lambda_emulator;
+mod limits;
 mod redis_server;
 mod s3_server;
 mod worker_pool;
@@ -12,10 +13,15 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 pub use fake_openfaas::{FakeOpenFaas, Received};
 pub use kube_apiserver::{KubeApiServer, apiserver_binary, workspace_binary};
-pub use lambda_emulator::{FUNCTION as LAMBDA_FUNCTION, LambdaEmulator, lambda_binary};
+pub use lambda_emulator::{
+    FUNCTION as LAMBDA_FUNCTION, LAMBDA_BUNDLE_ENV, LambdaEmulator, lambda_binary, lambda_bundle,
+};
+pub use limits::FunctionLimits;
 pub use redis_server::RedisServer;
 pub use s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
-pub use worker_pool::{PoolAddress, WorkerPool};
+pub use worker_pool::{
+    Delivery, Killed, PoolAddress, StartedWorker, WORKER_IMAGE_ENV, WorkerPool, WorkerSpec,
+};
 
 /// Ports handed out lie below Linux's ephemeral range (32768 and up), where outgoing connections
 /// of parallel tests take their local ports and could occupy a port between its check and its use.

@@ -30,7 +30,8 @@ use siren_driver::backend::{
 };
 use siren_driver::{Silent, driver_with_backend};
 use siren_e2e::{
-    ACCESS_KEY_ID, LAMBDA_FUNCTION, LambdaEmulator, S3Server, SECRET_ACCESS_KEY, lambda_binary,
+    ACCESS_KEY_ID, LAMBDA_BUNDLE_ENV, LAMBDA_FUNCTION, LambdaEmulator, S3Server, SECRET_ACCESS_KEY,
+    lambda_binary, lambda_bundle,
 };
 use siren_scheduler::{Action, CostModel, LambdaPricing};
 use siren_store::connect_store;
@@ -57,6 +58,8 @@ struct EmulatedControl {
     fixed_key: bool,
     instances: Mutex<(u32, Vec<Instance>)>,
     memory_updates: Arc<Mutex<Vec<u32>>>,
+    /// What each instance runs, as the kernel says (`/proc/PID/exe`).
+    executables: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 impl EmulatedControl {
@@ -73,6 +76,7 @@ impl EmulatedControl {
             fixed_key: false,
             instances: Mutex::new((0, Vec::new())),
             memory_updates: Arc::default(),
+            executables: Arc::default(),
         }
     }
 
@@ -119,11 +123,15 @@ impl LambdaControl for EmulatedControl {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         running.truncate(functions as usize);
         while running.len() < functions as usize {
-            running.push(Instance(self.emulator.start_instance(
-                &self.binary,
-                *memory_mb,
-                &env,
-            )));
+            let child = self.emulator.start_instance(&self.binary, *memory_mb, &env);
+            // Read at once: spawning returns after the exec, and the instance runs until stopped.
+            if let Ok(executable) = std::fs::read_link(format!("/proc/{}/exe", child.id())) {
+                self.executables
+                    .lock()
+                    .expect("executables")
+                    .push(executable);
+            }
+            running.push(Instance(child));
         }
         Ok(())
     }
@@ -198,6 +206,8 @@ fn lambda_functions_train_two_epochs_and_the_cost_is_their_billed_time() {
     let first_task = Arc::new(Mutex::new(None));
     let control = EmulatedControl::new(&emulator);
     let memory_updates = Arc::clone(&control.memory_updates);
+    let executables = Arc::clone(&control.executables);
+    let binary = control.binary.clone();
     let limits = PoolLimits {
         task_timeout: Duration::from_secs(120),
         straggler_factor: 3.0,
@@ -239,6 +249,7 @@ fn lambda_functions_train_two_epochs_and_the_cost_is_their_billed_time() {
         vec![MEMORY_MB],
         "memory is configured once, before the first epoch"
     );
+    assert_ran_the_handler_under_test(&binary, &executables.lock().expect("executables"));
 
     // The cost is the Lambda price of exactly the billed durations, each a whole number of ms.
     let billed = billed.lock().expect("billed").clone();
@@ -314,6 +325,36 @@ fn lambda_functions_train_two_epochs_and_the_cost_is_their_billed_time() {
     refusals_of_tasks_not_signed_with_the_functions_key(
         &runtime, &emulator, &client, &lambda, limits, first_task,
     );
+}
+
+/// The instances that served the job ran `binary`, and, when a Lambda bundle is given, that is
+/// the bundle's `bootstrap` rather than the workspace's build.
+fn assert_ran_the_handler_under_test(binary: &std::path::Path, executables: &[PathBuf]) {
+    let expected = binary
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    assert!(!executables.is_empty(), "no instance was started");
+    assert!(
+        executables.iter().all(|e| *e == expected),
+        "every instance runs {}: {executables:?}",
+        expected.display()
+    );
+    let zip = std::env::var_os(LAMBDA_BUNDLE_ENV).filter(|zip| !zip.is_empty());
+    match (zip, lambda_bundle()) {
+        (Some(zip), Some(bootstrap)) => {
+            assert_eq!(binary, bootstrap, "the handler of {zip:?}");
+            assert!(
+                binary.ends_with("bootstrap") && binary.starts_with(std::env::temp_dir()),
+                "extracted from {zip:?}: {}",
+                binary.display()
+            );
+            eprintln!("the instances ran the bundle {zip:?}");
+        }
+        (None, None) => assert!(binary.ends_with(LAMBDA_FUNCTION), "{}", binary.display()),
+        (zip, bootstrap) => {
+            panic!("{LAMBDA_BUNDLE_ENV} is {zip:?} but the bundle is {bootstrap:?}")
+        }
+    }
 }
 
 /// The handler refuses, before it reads anything, a task signed with another key and one sent

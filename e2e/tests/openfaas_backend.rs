@@ -1,5 +1,6 @@
 //! The `openfaas` backend against a fake gateway on loopback that records every request and runs
-//! real `siren-worker` processes as the function's replicas, with a real redis-server as the store.
+//! real `siren-worker`s as the function's replicas (processes, or containers when
+//! `SIREN_E2E_WORKER_IMAGE` is set), with a real redis-server as the store.
 
 mod common;
 
@@ -12,7 +13,7 @@ use siren_driver::backend::openfaas::{
 use siren_driver::backend::{FunctionBackend, FunctionSecrets, PoolLimits};
 use siren_driver::driver::DriverError;
 use siren_driver::{JobOutcome, Silent, driver_with_backend};
-use siren_e2e::{FakeOpenFaas, RedisServer};
+use siren_e2e::{FakeOpenFaas, FunctionLimits, RedisServer};
 use siren_scheduler::Action;
 
 const USER: &str = "admin";
@@ -159,7 +160,27 @@ fn a_job_trains_through_the_gateway_with_exactly_the_requests_of_its_api() {
                 .is_some_and(|task| task.contains("taskId"))
             && !r.body.to_string().contains(&key.to_text())
     }));
-    assert_eq!(gateway.replicas(), 2, "two real worker processes ran them");
+    assert_eq!(gateway.replicas(), 2, "two real workers ran them");
+    // The deployment's limits reached the replicas, and podman enforced them on containers.
+    let limits = FunctionLimits {
+        memory_mib: Some(1769),
+        cpu_millis: Some(1000),
+    };
+    let started = gateway.pool().started();
+    assert!(!started.is_empty(), "no replica was started");
+    for worker in &started {
+        assert_eq!(worker.limits, limits, "{worker:?}");
+        assert_eq!(
+            worker.container,
+            gateway.pool().is_container(),
+            "{worker:?}"
+        );
+        assert_eq!(
+            worker.applied,
+            worker.container.then_some(limits),
+            "{worker:?}"
+        );
+    }
 
     // The backend releases its function when a run ends (the driver's release_functions).
     let mut backend = OpenFaasBackend::new(

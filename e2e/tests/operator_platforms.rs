@@ -1,10 +1,13 @@
 //! The operator's Knative and OpenFaaS backends against a real kube-apiserver, with the real
-//! `siren-operator` binary (no `--dev-process-functions`), a real redis-server and real worker
-//! processes. Neither platform runs here, so the test plays its part:
+//! `siren-operator` binary (no `--dev-process-functions`), a real redis-server and real workers:
+//! processes, or containers with the functions' memory and CPU limits when
+//! `SIREN_E2E_WORKER_IMAGE` names the worker image. Neither platform runs here, so the test plays
+//! its part:
 //! - Knative: the Service CRD is a stand-in (e2e/kube/knative-service-crd.yaml) and this test acts
-//!   as Knative's controller, starting as many worker processes as `min-scale` asks behind one
-//!   loopback address and writing the Service's status as Knative would.
-//! - OpenFaaS: a fake gateway on loopback records every request and runs worker processes as the
+//!   as Knative's controller, starting as many workers as `min-scale` asks behind one loopback
+//!   address and writing the Service's status as Knative would, and as the kubelet, which restarts
+//!   a container that dies.
+//! - OpenFaaS: a fake gateway on loopback records every request and runs workers as the
 //!   function's replicas; the credentials come from a real Secret in the API server.
 //!
 //! This proves the operator's side of both platforms (what it writes, reads and asks for, and that
@@ -20,7 +23,10 @@ use common::kube::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
-use siren_e2e::{FakeOpenFaas, KubeApiServer, PoolAddress, RedisServer, WorkerPool};
+use siren_e2e::{
+    Delivery, FakeOpenFaas, FunctionLimits, Killed, KubeApiServer, PoolAddress, RedisServer,
+    WORKER_IMAGE_ENV, WorkerPool, WorkerSpec,
+};
 
 const IMAGE: &str = "registry.example.com/siren-worker:0.1.0";
 
@@ -76,7 +82,8 @@ async fn container_env(
 }
 
 /// Knative's part: every new generation of a Service gets a new revision of `min-scale` fresh
-/// worker processes, and a status that says it is ready at the pool's address.
+/// workers with its container's environment and limits, and a status that says it is ready at the
+/// pool's address.
 async fn play_knative(
     services: Api<DynamicObject>,
     pool: WorkerPool,
@@ -103,8 +110,15 @@ async fn play_knative(
             let namespace = service.metadata.namespace.clone().unwrap_or_default();
             let container = &service.data["spec"]["template"]["spec"]["containers"][0];
             let env = container_env(services.clone().into_client(), &namespace, container).await;
+            let limits = FunctionLimits::from_kubernetes(&container["resources"]["limits"])
+                .expect("the container's limits are quantities");
+            let spec = WorkerSpec {
+                env,
+                limits,
+                mounts: Vec::new(),
+            };
             let resized = pool.clone();
-            tokio::task::spawn_blocking(move || resized.resize(scale, &env))
+            tokio::task::spawn_blocking(move || resized.resize(scale, &spec))
                 .await
                 .expect("resize runs")
                 .expect("workers start");
@@ -126,6 +140,47 @@ async fn play_knative(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// What the driver's `resources` gives a function of the jobs' 1,769 MB: one vCPU, as on Lambda.
+const JOB_LIMITS: FunctionLimits = FunctionLimits {
+    memory_mib: Some(1769),
+    cpu_millis: Some(1000),
+};
+
+/// Every worker `pool` started was asked for the job's memory and CPU; in container mode, each
+/// was a container and podman applied them.
+fn assert_workers_had_the_jobs_limits(pool: &WorkerPool) {
+    let image = std::env::var(WORKER_IMAGE_ENV).is_ok_and(|image| !image.trim().is_empty());
+    assert_eq!(
+        pool.is_container(),
+        image,
+        "containers exactly when {WORKER_IMAGE_ENV} is set"
+    );
+    let started = pool.started();
+    assert!(!started.is_empty(), "no worker was started");
+    for worker in &started {
+        assert_eq!(worker.limits, JOB_LIMITS, "{worker:?}");
+        assert_eq!(worker.container, pool.is_container(), "{worker:?}");
+        if pool.is_container() {
+            assert_eq!(
+                worker.applied,
+                Some(JOB_LIMITS),
+                "podman's limits: {worker:?}"
+            );
+        } else {
+            assert_eq!(worker.applied, None, "{worker:?}");
+        }
+    }
+    let what = if pool.is_container() {
+        "containers"
+    } else {
+        "processes"
+    };
+    eprintln!(
+        "{} workers ran as {what} with {JOB_LIMITS:?}",
+        started.len()
+    );
 }
 
 fn install_knative_crd(apiserver: &KubeApiServer) {
@@ -179,11 +234,9 @@ fn a_knative_job_trains_on_the_service_the_operator_applies_and_deletes() {
         .unwrap_or_default();
     assert_eq!(history.len(), 2);
     assert!(history.iter().all(|r| r["functions"] == 2));
-    assert_eq!(
-        data_plane.pool.size(),
-        2,
-        "two worker processes served the Service"
-    );
+    assert_eq!(data_plane.pool.size(), 2, "two workers served the Service");
+    assert_eq!(data_plane.pool.limits(), JOB_LIMITS);
+    assert_workers_had_the_jobs_limits(&data_plane.pool);
 
     // The Service as the job's epochs ran on it; the finished job's pods must not idle on.
     let service = seen
@@ -276,6 +329,179 @@ fn a_knative_job_trains_on_the_service_the_operator_applies_and_deletes() {
     let _ = runtime.block_on(knative);
 }
 
+/// The task id and attempt of a forwarded request (a signed task, whose `task` is the task's JSON).
+fn task_of(request: &[u8]) -> (String, u64) {
+    let signed: Value = serde_json::from_slice(request).expect("a signed task");
+    let task: Value =
+        serde_json::from_str(signed["task"].as_str().expect("the task's JSON")).expect("a task");
+    let id = task["taskId"].as_str().expect("a task id").to_string();
+    (id, task["attempt"].as_u64().unwrap_or(1))
+}
+
+/// Whether `delivery` is the request `killed` was serving (each signed task has a nonce of its
+/// own, and the worker served others before).
+fn is_killed(delivery: &Delivery, killed: &Killed) -> bool {
+    delivery.worker == killed.worker && delivery.request == killed.request
+}
+
+/// How the request a killed worker was serving ended, once the pool has answered it.
+fn delivery_of(pool: &WorkerPool, killed: &Killed, limit: Duration) -> Delivery {
+    let started = Instant::now();
+    loop {
+        if let Some(delivery) = pool.deliveries().into_iter().find(|d| is_killed(d, killed)) {
+            return delivery;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the request {} was serving never ended",
+            killed.worker
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A function's container dies mid-task (SIGKILL, as an out-of-memory kill or a node's failure
+/// ends it) and the kubelet starts another in its place. The task in flight fails as a crash
+/// makes it fail (its connection drops: the pool answers 502), the driver retries it on another
+/// function, and the job still trains every epoch once to the accuracy such a job reaches.
+#[test]
+fn a_function_killed_mid_task_is_retried_and_the_job_still_trains() {
+    const EPOCHS: u64 = 3;
+    let apiserver = KubeApiServer::start();
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    install_crd(&apiserver);
+    install_knative_crd(&apiserver);
+    let data_plane = PoolAddress::start();
+    let pool = &data_plane.pool;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = runtime.block_on(client_of(&apiserver));
+    let stop = Arc::new(AtomicBool::new(false));
+    let knative = runtime.spawn(play_knative(
+        knative_services(client.clone(), apiserver.namespace()),
+        pool.clone(),
+        data_plane.url.clone(),
+        Arc::clone(&stop),
+        Arc::default(),
+    ));
+    let mut operator = Operator::start_with(&apiserver, dir.path(), 1, &[]);
+    // Tasks of 32,000 samples through a wider network, as in process_killed_worker.rs: a second
+    // or more each, so that a kill (which takes podman a moment) lands while the task runs.
+    let backend = format!("{{kind: knative, knative: {{image: \"{IMAGE}\"}}}}");
+    let manifest = job_manifest("crash", EPOCHS as u32, &backend, &redis)
+        .replace("samples: 3000,", "samples: 64000,")
+        .replace("hidden: [32]", "hidden: [256, 256]");
+    assert!(
+        manifest.contains("samples: 64000,") && manifest.contains("hidden: [256, 256]"),
+        "{manifest}"
+    );
+    let applied = apiserver.apply(&manifest);
+    assert!(applied.status.success(), "{applied:?}");
+
+    // A kill can miss: the task may have answered between the pool's choice and the signal.
+    // Then no task failed, and the next one is tried.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut missed: Vec<(String, u16)> = Vec::new();
+    let (killed, failed) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no task was caught in flight (missed: {missed:?})\n{}",
+            operator.log()
+        );
+        if pool.busy() == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        // Into its task, not on its way in.
+        std::thread::sleep(Duration::from_millis(200));
+        let Some(killed) = pool.kill_busy_worker().expect("the kill") else {
+            continue;
+        };
+        let delivery = delivery_of(pool, &killed, Duration::from_secs(60));
+        if delivery.status == 502 {
+            break (killed, delivery);
+        }
+        missed.push((killed.worker, delivery.status));
+        assert_ne!(
+            phase(&job(&apiserver, "crash")),
+            "Succeeded",
+            "the job ended before a task was caught in flight (missed: {missed:?})"
+        );
+    };
+    let (task_id, attempt) = task_of(&failed.request);
+    eprintln!(
+        "killed {} in attempt {attempt} of task {task_id}; {} replaces it",
+        killed.worker, killed.replacement
+    );
+
+    let done = wait_for_phase(
+        &apiserver,
+        &mut operator,
+        "crash",
+        "Succeeded",
+        Duration::from_secs(300),
+    );
+    let status = &done["status"];
+    assert_every_epoch_once(status, EPOCHS);
+    assert_eq!(
+        status["failedEpochs"].as_u64().unwrap_or(0),
+        0,
+        "the retry saved the epoch: {status}"
+    );
+    let accuracy = status["accuracy"].as_f64().unwrap_or(0.0);
+    assert!(accuracy > 0.6, "it learned: accuracy {accuracy}");
+
+    // The driver retried the task, and the retry was answered by another worker.
+    let deliveries = pool.deliveries();
+    let retries: Vec<&Delivery> = deliveries
+        .iter()
+        .filter(|d| task_of(&d.request) == (task_id.clone(), attempt + 1))
+        .collect();
+    assert!(
+        retries
+            .iter()
+            .any(|d| d.status == 200 && d.worker != killed.worker),
+        "attempt {} of {task_id} answered: {retries:?}",
+        attempt + 1
+    );
+    let log = operator.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("retrying task on another function")
+                && line.contains(&format!("\"{task_id}\""))
+                && line.contains("502")),
+        "the operator logged the retry of {task_id}:\n{log}"
+    );
+    // The dead worker got nothing more (deliveries are listed as they end, and a worker serves
+    // one at a time); the kubelet's replacement kept the revision's size.
+    let after_the_kill: Vec<&Delivery> = deliveries
+        .iter()
+        .skip_while(|d| !is_killed(d, &killed))
+        .skip(1)
+        .collect();
+    assert!(
+        after_the_kill.iter().all(|d| d.worker != killed.worker),
+        "{} got requests after it died: {after_the_kill:?}",
+        killed.worker
+    );
+    assert!(
+        after_the_kill.iter().any(|d| d.status == 200),
+        "the job went on after the kill"
+    );
+    assert_eq!(pool.size(), 2, "the revision's two workers");
+    assert_eq!(pool.kills(), missed.len() + 1);
+    let started = pool.started();
+    assert!(
+        started.iter().any(|w| w.name == killed.replacement),
+        "{started:?}"
+    );
+    assert_workers_had_the_jobs_limits(pool);
+
+    apiserver.kubectl_ok(&["delete", "trainingjob", "crash", "--timeout=60s"]);
+    stop.store(true, Ordering::Relaxed);
+    let _ = runtime.block_on(knative);
+}
+
 #[test]
 fn an_openfaas_job_uses_the_gateway_with_credentials_from_its_secret() {
     let apiserver = KubeApiServer::start();
@@ -354,6 +580,7 @@ fn an_openfaas_job_uses_the_gateway_with_credentials_from_its_secret() {
             .any(|r| r.path == "/system/scale-function/siren-faas" && r.body["replicas"] == 2),
         "scaled to the scheduler's two functions"
     );
+    assert_workers_had_the_jobs_limits(gateway.pool());
     let started = Instant::now();
     while gateway.replicas() > 0 {
         assert!(

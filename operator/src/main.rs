@@ -44,8 +44,25 @@ struct Args {
     lease_seconds: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The operator image has one binary: `siren-worker` beside it is a link to it, for the worker
+/// processes of `process` jobs (which the driver starts from beside its own binary), so that the
+/// image does not carry the compute code twice.
+fn main() -> anyhow::Result<()> {
+    let invoked_as = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| path.file_name().map(|name| name.to_os_string()));
+    if invoked_as.as_deref() == Some(std::ffi::OsStr::new("siren-worker")) {
+        return siren_worker::serve::serve_from_env();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(operate())
+}
+
+async fn operate() -> anyhow::Result<()> {
     siren_worker::logs::init_json_logs(true);
     let args = Args::parse();
     // Both ring and aws-lc-rs are linked (kube and the AWS SDK), so rustls cannot pick on its own.

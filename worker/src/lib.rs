@@ -4,6 +4,8 @@ pub mod access;
 pub mod function;
 pub mod logs;
 pub mod model;
+#[cfg(feature = "http")]
+pub mod serve;
 pub mod step;
 
 pub use step::{FunctionState, TaskError};
