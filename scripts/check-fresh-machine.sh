@@ -96,6 +96,7 @@ siren_quickstart_deps
 siren_test_deps
 siren_kube_tools --install-only
 siren_container_tools --install-only
+siren_node_tools
 siren_helm_library >/dev/null'
 in_root() {
   unshare --mount --propagation private -- bash -c '
@@ -122,7 +123,7 @@ check "the kubectl package is untouched" \
   "$(status_of kubectl)"
 check "Debian's kubernetes-client is not installed" \
   "$([ -z "$(status_of kubernetes-client | grep 'ok installed')" ] && echo true || echo false)"
-for command in etcd redis-server openssl go make rsync dpkg-source buildah podman runc; do
+for command in etcd redis-server openssl go make rsync dpkg-source buildah podman runc containerd iptables; do
   check "$command is installed" "$(in_root_plain sh -c "command -v $command" >/dev/null && echo true || echo false)"
 done
 for path in /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \

@@ -148,3 +148,15 @@ runroot = "$dir/run"
 CONF
   export CONTAINERS_CONF="$dir/containers.conf" CONTAINERS_STORAGE_CONF="$dir/storage.conf"
 }
+
+# What scripts/check-node.sh runs a node with besides the binaries it builds: containerd, the CNI
+# plugins, iptables (kube-proxy, the bridge's masquerading) and a static libc for its pause image.
+siren_node_tools() {
+  local packages=()
+  command -v containerd >/dev/null 2>&1 || packages+=(containerd)
+  [ -x /usr/lib/cni/bridge ] || packages+=(containernetworking-plugins)
+  command -v iptables >/dev/null 2>&1 || packages+=(iptables)
+  command -v gcc >/dev/null 2>&1 || packages+=(gcc)
+  dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q "install ok installed" || packages+=(libc6-dev)
+  [ ${#packages[@]} -eq 0 ] || siren_apt_install "${packages[@]}"
+}

@@ -43,6 +43,14 @@ SIREN_E2E_WORKER_IMAGE="localhost/siren-worker:$version" \
   cargo test --release --locked --workspace --test operator_platforms
 SIREN_E2E_LAMBDA_BUNDLE="$images/siren-lambda-$version-x86_64.zip" \
   cargo test --release --locked --workspace --test lambda_backend
+# A one-node cluster (kubelet, containerd, runc, kube-proxy, the controller manager and scheduler
+# built from the API server's source tree): the operator image as the Deployment's pod, passing its
+# probes, runs the quickstart to Succeeded. It needs root (about 2 min, plus 4 builds once).
+if [ "$(id -u)" -eq 0 ]; then
+  bash scripts/check-node.sh
+else
+  echo "test: scripts/check-node.sh skipped: a kubelet needs root" >&2
+fi
 # Every TrainingJob field, enum value and condition reason the operator writes is in the user guide.
 python3 scripts/check-user-guide.py
 # The acceptance runs. `--workspace --test NAME` rather than `-p PACKAGE`: cargo then resolves

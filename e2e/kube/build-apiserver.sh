@@ -10,17 +10,27 @@
 #
 # --install-only: install the build's Debian packages and its deb-src entry, then stop (what
 # scripts/check-fresh-machine.sh proves on a new Debian root).
+# --node: build kubelet, kube-controller-manager, kube-scheduler and kube-proxy too (about a
+# minute each once the API server is built), for scripts/check-node.sh.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/../../scripts/deps.sh"
 
 install_only=false
-[ "${1:-}" != "--install-only" ] || install_only=true
+node=false
+for argument in "$@"; do
+  case "$argument" in
+    --install-only) install_only=true ;;
+    --node) node=true ;;
+    *) echo "usage: $0 [--install-only] [--node]" >&2; exit 2 ;;
+  esac
+done
 kube_dir="${SIREN_KUBE_DIR:-$HOME/.cache/siren/kube}"
 apiserver="$kube_dir/bin/kube-apiserver"
 kubectl="$kube_dir/bin/kubectl"
 version="v1.20.2"
-if ! $install_only && [ -x "$apiserver" ] && [ -x "$kubectl" ]; then
+if ! $install_only && [ -x "$apiserver" ] && [ -x "$kubectl" ] \
+  && { ! $node || [ -x "$kube_dir/bin/kube-proxy" ]; }; then
   echo "$apiserver"
   exit 0
 fi
@@ -122,7 +132,10 @@ ldflags=""
 for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags="$ldflags -X $package.gitVersion=$version -X $package.gitMajor=1 -X $package.gitMinor=20"
 done
-for command in kube-apiserver kubectl; do
+commands=(kube-apiserver kubectl)
+# --node: also what a node and its control loops run (scripts/check-node.sh).
+if $node; then commands+=(kubelet kube-controller-manager kube-scheduler kube-proxy); fi
+for command in "${commands[@]}"; do
   binary="$kube_dir/bin/$command"
   [ -x "$binary" ] && continue
   log "building $command $version (a few minutes on 2 cores)"
