@@ -29,11 +29,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
+# buildah mounts the images' root file systems, and the files keep their owners (0 and 65532).
+[ "$(id -u)" -eq 0 ] || { echo "build-images: needs root (buildah mount, chown)" >&2; exit 1; }
 
 target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/siren/target}"
 out="$target_dir/images"
 build=true
-source_url="$(git config --get remote.origin.url 2>/dev/null || true)"
+# Without credentials an https origin may carry (user:token@).
+source_url="$(git config --get remote.origin.url 2>/dev/null | sed -E 's#://[^/@]*@#://#' || true)"
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
@@ -129,7 +132,7 @@ commit_image() { # name root description [--from IMAGE] [--tag-suffix SUFFIX] co
   local tag="$version$suffix"
   container="$(buildah from --pull-never "$from")"
   containers+=("$container")
-  # cp -a, not `buildah copy`, which would make every file root's: /var/lib/siren is the user's.
+  # cp -a, not `buildah copy`, which would make every file root's: /home/nonroot is the user's.
   local mount
   mount="$(buildah mount "$container")"
   cp -a "$root/." "$mount/"
@@ -183,11 +186,11 @@ check_size siren-worker "$WORKER_LIMIT_MB"
 # The operator image: one binary, serving as siren-worker too when started under that name (the
 # process backend starts workers from beside the operator's own binary).
 operator_root="$work/operator"
-mkdir -p "$operator_root/usr/local/bin" "$operator_root/var/lib/siren"
+mkdir -p "$operator_root/usr/local/bin"
 strip_into "$release/siren-operator" "$operator_root/usr/local/bin/siren-operator"
 ln -s siren-operator "$operator_root/usr/local/bin/siren-worker"
 base_files "$operator_root" "$operator_root/usr/local/bin/siren-operator"
-chown 65532:65532 "$operator_root/var/lib/siren" "$operator_root/home/nonroot"
+chown 65532:65532 "$operator_root/home/nonroot"
 operator_config=(--env SIREN_STATE_DIR=/var/lib/siren --port 8080/tcp
   --entrypoint '["/usr/local/bin/siren-operator"]')
 commit_image siren-operator "$operator_root" "Siren's Kubernetes operator: runs TrainingJobs" \
@@ -209,7 +212,8 @@ log "siren-operator:$version-fashion-mnist is $(awk -v b="$(image_bytes siren-op
 lambda_zip="$out/siren-lambda-$version-x86_64.zip"
 [ "$(uname -m)" = "x86_64" ] || fail "the Lambda bundle from the release binary is x86_64 only (scripts/lambda-bundle.sh builds arm64)"
 strip_into "$release/siren-lambda" "$work/bootstrap"
-newest_glibc="$(objdump -T "$work/bootstrap" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1)"
+newest_glibc="$({ objdump -T "$work/bootstrap" | grep -o 'GLIBC_[0-9.]*' || true; } | sed 's/GLIBC_//' | sort -V | tail -n 1)"
+[ -n "$newest_glibc" ] || fail "objdump -T finds no glibc symbol versions in siren-lambda: is it a dynamically linked Linux binary?"
 if [ "$(printf '%s\n%s\n' "$newest_glibc" "$LAMBDA_GLIBC" | sort -V | tail -n 1)" != "$LAMBDA_GLIBC" ]; then
   fail "siren-lambda needs glibc $newest_glibc, newer than provided.al2023's $LAMBDA_GLIBC: build the bundle with scripts/lambda-bundle.sh (zig links for 2.34)"
 fi
@@ -220,4 +224,6 @@ lambda_bytes="$(stat -c %s "$lambda_zip")"
 printf '%s\t%s\t%s\n' "$(basename "$lambda_zip")" "$lambda_bytes" "" >>"$out/sizes.tsv"
 log "$(basename "$lambda_zip"): $(awk -v b="$lambda_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB zipped; needs glibc $newest_glibc (Lambda has $LAMBDA_GLIBC)"
 
+# Images of earlier builds, now untagged: full copies under the vfs driver.
+buildah rmi --prune >/dev/null 2>&1 || true
 log "done: $out"

@@ -24,7 +24,10 @@ DISTROLESS_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
 }
-DISTROLESS_FILES = {"etc/passwd", "etc/group", "etc/ssl/certs/ca-certificates.crt", "tmp"}
+DISTROLESS_FILES = {"etc/passwd", "etc/group", "etc/ssl/certs/ca-certificates.crt"}
+# What a built image may hold beyond the Dockerfile's files: the shared libraries and the loader
+# (distroless's cc image has them too), and the base's own files.
+BASE_PREFIXES = ("lib/", "lib64", "usr/lib/", "usr/lib64/", "etc/")
 
 
 def instructions(dockerfile):
@@ -103,9 +106,9 @@ def outputs(stage):
 
 def expected(dockerfile, target):
     stages, ordered = stages_of(dockerfile)
-    final = stages[target] if target else ordered[-1]
     if target and target not in stages:
         raise SystemExit(f"{dockerfile}: no stage {target}")
+    final = stages[target] if target else ordered[-1]
     files = set()
     for words in final["copy"]:
         origin = next((w.split("=", 1)[1] for w in words if w.startswith("--from=")), None)
@@ -137,7 +140,10 @@ def expected(dockerfile, target):
 def built(archive):
     with tarfile.open(archive) as tar:
         def read(path):
-            return tar.extractfile(path.removeprefix("./")).read()
+            try:
+                return tar.extractfile(path.removeprefix("./")).read()
+            except KeyError:
+                raise SystemExit(f"{archive}: no {path} in the archive (not an image from build-images.sh?)")
         index = json.loads(read("index.json"))
         digest = index["manifests"][0]["digest"].replace(":", "/")
         manifest = json.loads(read(f"blobs/{digest}"))
@@ -146,7 +152,7 @@ def built(archive):
         for layer in manifest["layers"]:
             blob = tar.extractfile("blobs/" + layer["digest"].replace(":", "/"))
             with tarfile.open(fileobj=blob, mode="r|*") as contents:
-                files.update(m.name.removeprefix("./").rstrip("/") for m in contents)
+                files.update(m.name.removeprefix("./").rstrip("/") for m in contents if not m.isdir())
     env = dict(pair.split("=", 1) for pair in config.get("Env") or [])
     return {
         "files": files,
@@ -163,9 +169,16 @@ def main(dockerfile, archive):
     dockerfile, _, target = dockerfile.partition(":")
     want, have = expected(dockerfile, target or None), built(archive)
     problems = []
+    # A path the Dockerfile copies may be a directory: the files under it are its contents.
+    def under(path, paths):
+        return path in paths or any(path.startswith(p + "/") for p in paths)
+
     for path in sorted(want["files"]):
-        if path not in have["files"]:
+        if not (path in have["files"] or any(f.startswith(path + "/") for f in have["files"])):
             problems.append(f"{path}: in the Dockerfile's image, not in the built one")
+    for path in sorted(have["files"]):
+        if not under(path, want["files"]) and not path.startswith(BASE_PREFIXES):
+            problems.append(f"{path}: in the built image, not in the Dockerfile's")
     for field in ("user", "env", "entrypoint", "cmd", "workdir", "expose"):
         if want[field] != have[field]:
             problems.append(f"{field}: the Dockerfile gives {want[field]!r}, the built image {have[field]!r}")

@@ -13,7 +13,8 @@
 #
 # Needs root (a kubelet, iptables, a bridge), the images (scripts/build-images.sh) and the ports
 # 10248-10259 free. It changes the machine while it runs (iptables rules, the bridge siren0, pods'
-# logs under /var/log/pods) and undoes what it can when it ends.
+# logs under /var/log/pods, net.ipv4.ip_forward) and undoes that when it ends; on a failure it keeps
+# the components' logs in its directory under /tmp.
 #
 # What this kind of machine needed (a container itself: cgroups v1, no CAP_SYS_RESOURCE):
 #  - containerd's `restrict_oom_score_adj = true`: the kubelet gives sandboxes oom_score_adj -998,
@@ -38,7 +39,8 @@ fail() { log "FAIL: $*"; exit 1; }
 
 siren_container_tools
 siren_kube_tools
-bin_dir="$(dirname "$(bash e2e/kube/build-apiserver.sh --node)")"
+apiserver_binary="$(bash e2e/kube/build-apiserver.sh --node)"
+bin_dir="$(dirname "$apiserver_binary")"
 siren_node_tools
 
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
@@ -51,11 +53,13 @@ for port in 10248 10249 10250 10256 10257 10259; do
 done
 
 # The cleanup removes every KUBE- and CNI- iptables chain, so it must be the only one making them.
-if iptables-save 2>/dev/null | grep -q -e 'KUBE-' -e 'CNI-'; then
+# (The rules are read whole first: `grep -q` on a pipe could end iptables-save early.)
+kubernetes_rules() { iptables-save 2>/dev/null | grep -e 'KUBE-' -e 'CNI-' || true; }
+if [ -n "$(kubernetes_rules)" ]; then
   fail "this machine already has Kubernetes or CNI iptables rules: it is a node, or an earlier run's leftovers are there"
 fi
 
-node_ip="$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')"
+node_ip="$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' || true)"
 [ -n "$node_ip" ] || fail "the machine has no IPv4 address with a route (ip -4 route get)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 api_port="$(free_port)"
@@ -63,6 +67,7 @@ etcd_port="$(free_port)"
 peer_port="$(free_port)"
 
 work="$(mktemp -d /tmp/siren-node-XXXXXX)"
+ip_forward="$(sysctl -n net.ipv4.ip_forward 2>/dev/null || echo 0)"
 pids=()
 kubectl=("$bin_dir/kubectl" --kubeconfig "$work/kubeconfig")
 containerd_sock="$work/containerd.sock"
@@ -91,15 +96,20 @@ cleanup() {
   wait 2>/dev/null || true
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io -address $containerd_sock" 2>/dev/null || true
   # Every KUBE- and CNI- chain is this run's: the machine had none when it began.
-  if iptables-save 2>/dev/null | grep -q -e 'KUBE-' -e 'CNI-'; then
-    iptables-save | grep -v -e 'KUBE-' -e 'CNI-' | iptables-restore 2>/dev/null || true
+  if [ -n "$(kubernetes_rules)" ]; then
+    local rules
+    rules="$(iptables-save 2>/dev/null || true)"
+    grep -v -e 'KUBE-' -e 'CNI-' <<<"$rules" | iptables-restore 2>/dev/null || true
   fi
+  sysctl -qw "net.ipv4.ip_forward=$ip_forward" 2>/dev/null || true
   ip link delete siren0 2>/dev/null || true
   rm -rf /var/lib/cni/networks/siren-node
+  buildah rmi localhost/pause:siren >/dev/null 2>&1 || true
+  { grep -o " $work/[^ ]*" /proc/mounts || true; } | sort -r | xargs -r -n1 umount 2>/dev/null || true
   if [ $status -eq 0 ]; then
-    umount -R "$work" 2>/dev/null || true
-    grep -o " $work/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount 2>/dev/null || true
     rm -rf "$work" 2>/dev/null || true
+  else
+    rm -rf "$work/containerd" "$work/kubelet" 2>/dev/null || true
   fi
 }
 trap cleanup EXIT
@@ -122,7 +132,9 @@ wait_for() { # seconds description command...
 }
 
 log "control plane: etcd, kube-apiserver on $node_ip:$api_port"
-echo "siren-node-admin,admin,admin,system:masters" >"$work/tokens.csv"
+# A token of this run's: the API server listens on the machine's own address.
+admin_token="$(openssl rand -hex 24)"
+echo "$admin_token,admin,admin,system:masters" >"$work/tokens.csv"
 openssl genrsa -out "$work/service-accounts.key" 2048 2>/dev/null
 start etcd etcd --data-dir "$work/etcd" \
   --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -143,7 +155,7 @@ clusters:
   cluster: {server: "https://$node_ip:$api_port", certificate-authority: $work/certs/apiserver.crt}
 users:
 - name: admin
-  user: {token: siren-node-admin}
+  user: {token: $admin_token}
 contexts:
 - name: node
   context: {cluster: node, user: admin}
@@ -194,11 +206,13 @@ int main(void) { signal(SIGINT, quit); signal(SIGTERM, quit); for (;;) pause(); 
 EOF
 gcc -static -O2 -o "$work/pause/pause" "$work/pause/pause.c"
 pause_container="$(buildah from scratch)"
+trap 'buildah rm "$pause_container" >/dev/null 2>&1 || true; cleanup' EXIT
 pause_root="$(buildah mount "$pause_container")"
 cp "$work/pause/pause" "$pause_root/pause"
 buildah umount "$pause_container" >/dev/null
 buildah config --entrypoint '["/pause"]' "$pause_container"
 buildah commit --quiet --rm "$pause_container" localhost/pause:siren >/dev/null
+trap cleanup EXIT
 buildah push --quiet localhost/pause:siren "oci-archive:$work/pause.oci.tar:pause:siren"
 python3 scripts/add-docker-manifest.py "$work/pause.oci.tar" pause:siren
 "${ctr[@]}" images import "$work/pause.oci.tar" >/dev/null
@@ -254,7 +268,7 @@ log "the quickstart"
 started=$SECONDS
 phase=""
 while [ $((SECONDS - started)) -lt 600 ]; do
-  phase="$("${kubectl[@]}" get trainingjob quickstart -o jsonpath='{.status.phase}')"
+  phase="$("${kubectl[@]}" get trainingjob quickstart -o jsonpath='{.status.phase}' || true)"
   case "$phase" in Succeeded | Failed) break ;; esac
   sleep 2
 done

@@ -84,6 +84,8 @@ helm_lib="$(siren_helm_library)"
 if [ -z "${SIREN_KUBECTL:-}" ] || [ -z "${SIREN_KUBE_APISERVER:-}" ]; then
   siren_kube_tools
 fi
+# The podman settings the images were built with (scripts/build-images.sh), whoever calls this.
+[ -z "$operator_image" ] || siren_container_tools
 apiserver=""
 if ! $static_only && [ -n "$helm_lib" ]; then
   apiserver="$SIREN_KUBE_APISERVER"
@@ -1352,5 +1354,8 @@ def main():
     sys.exit(1 if failed else 0)
 
 
+# A CI timeout ends this with SIGTERM; exiting through SystemExit runs the `finally` blocks that
+# stop the operator's container (on the host's network, holding :8080) and the control plane.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 main()
 PY

@@ -212,6 +212,8 @@ fn container_args(
         CONTAINER_USER,
         // A kubelet passes no proxy variables of the node's into a pod; podman would.
         "--http-proxy=false",
+        // The image is built here; a missing one must fail at once, not wait on a registry.
+        "--pull=never",
     ]
     .map(String::from)
     .into();
